@@ -1,0 +1,1 @@
+"""vidmusic built-in plugin `clip_frames`."""

@@ -1,0 +1,1 @@
+"""vidmusic built-in plugin `inspire_llm`."""

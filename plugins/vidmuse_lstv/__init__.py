@@ -1,0 +1,1 @@
+"""vidmusic built-in plugin `vidmuse_lstv`."""

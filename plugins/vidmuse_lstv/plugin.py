@@ -1,0 +1,4 @@
+"""Hook implementations of the `vidmuse_lstv` plugin (registered through the `vidmusic` entry-point group).
+
+Nothing is registered yet: this plugin's components are built in a later issue.
+"""

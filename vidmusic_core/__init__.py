@@ -1,0 +1,53 @@
+"""vidmusic core: the plugin API, data contracts, config and I/O of the vidmusic framework.
+
+Plugins import only what this module exports.
+"""
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .checkpoint import atomic_path, load_component, load_state_strict, load_weights, save_component, save_weights
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DuplicateComponentError,
+    PluginError,
+    ShapeError,
+    UnknownComponentError,
+    VidmusicError,
+)
+from .hookspecs import hookimpl
+from .plugins import Component, PluginHost, Registry, build, get_component, get_host, get_registry, use_host
+from .types import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IGNORE_INDEX,
+    Backbone,
+    BackboneInput,
+    BackboneOutput,
+    Condition,
+    ConditionEncoder,
+    FrameSpec,
+    Frames,
+    ImportReport,
+    Metric,
+    MusicCodec,
+    MusicTokens,
+    SequenceLayout,
+    check_shapes,
+    normalize_frames,
+)
+
+try:
+    __version__ = version("vidmusic")
+except PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CLIP_MEAN", "CLIP_STD", "IGNORE_INDEX", "Backbone", "BackboneInput", "BackboneOutput", "CheckpointError",
+    "Component", "Condition", "ConditionEncoder", "ConfigError", "DuplicateComponentError", "FrameSpec", "Frames",
+    "ImportReport", "Metric", "MusicCodec", "MusicTokens", "PluginError", "PluginHost", "Registry",
+    "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
+    "build", "check_shapes", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
+    "load_state_strict", "load_weights", "normalize_frames", "save_component", "save_weights", "use_host",
+]
