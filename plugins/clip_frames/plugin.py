@@ -1,4 +1,11 @@
-"""Hook implementations of the `clip_frames` plugin (registered through the `vidmusic` entry-point group).
+"""Hook implementations of the ``clip_frames`` plugin (entry point ``clip_frames`` in group ``vidmusic``)."""
+from __future__ import annotations
 
-Nothing is registered yet: this plugin's components are built in a later issue.
-"""
+from vidmusic_core import hookimpl
+
+
+@hookimpl
+def register_encoders(register):
+    from .encoder import ClipFramesEncoder
+
+    register("clip", ClipFramesEncoder, ClipFramesEncoder.Config, aliases=("clip_frames",))

@@ -1,0 +1,152 @@
+"""The ``vidmusic`` command line. Thin: parse arguments, call a library function, print the result.
+
+Library errors (:class:`~vidmusic_core.errors.VidmusicError`) are printed as ``error: …`` with exit
+code 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import VidmusicError
+
+COMPONENT_OPTIONS = ("encoder", "layout", "backbone", "codec")
+
+
+def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VidmusicError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every config-taking command shares: presets, files, component sugar, overrides."""
+    fn = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")(fn)
+    for name in reversed(COMPONENT_OPTIONS):
+        fn = click.option(f"--{name}", default=None, metavar="NAME", help=f"shorthand for {name}.name=NAME")(fn)
+    fn = click.option("-c", "--config", "files", multiple=True, type=click.Path(dir_okay=False),
+                      help="YAML file merged on top of the presets (repeatable)")(fn)
+    fn = click.option("-p", "--preset", "presets", multiple=True, metavar="NAME",
+                      help="shipped preset (e.g. toy, smoke) or YAML path, applied after 'default'")(fn)
+    return fn
+
+
+def compose_from_options(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
+                         **components: str | None) -> Any:
+    """Compose the run config from the shared command-line options."""
+    from .config import compose
+
+    return compose(presets=presets, files=files, sugar={k: components.get(k) for k in COMPONENT_OPTIONS},
+                   overrides=overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vidmusic")
+def cli() -> None:
+    """vidmusic: research framework for music generation conditioned on video."""
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["encoder", "layout", "backbone", "codec", "metric", "importer"]),
+              default=None, help="only this component kind")
+@_friendly_errors
+def plugins(kind: str | None) -> None:
+    """List plugins and the components they register (with config fields and defaults)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .plugins import get_host
+
+    host = get_host()
+    reg = host.registry
+    console = Console(width=max(Console().width, 120))
+    dists = host.plugin_distributions()
+    table = Table(title="vidmusic components", show_lines=False)
+    for col in ("kind", "name", "aliases", "plugin", "config fields (defaults)"):
+        table.add_column(col, overflow="fold")
+    for comp in reg.components(kind):
+        fields = ", ".join(f"{n}={v!r}" for n, v in comp.config_fields()) or "-"
+        table.add_row(comp.kind, comp.name, ", ".join(comp.aliases) or "-", comp.plugin, fields)
+    console.print(table)
+    plug = Table(title="plugins")
+    plug.add_column("plugin")
+    plug.add_column("distribution")
+    plug.add_column("status")
+    broken = {b.plugin: b for b in reg.broken}
+    for name, _ in sorted(host.pm.list_name_plugin()):
+        plug.add_row(name, dists.get(name, "-"), "ok" if name not in broken else f"BROKEN ({broken[name].stage})")
+    for b in reg.broken:
+        if not host.pm.has_plugin(b.plugin):
+            plug.add_row(b.plugin, "-", f"BROKEN ({b.stage})")
+    console.print(plug)
+    for b in reg.broken:
+        console.print(f"[red]plugin {b.plugin!r} failed in {b.stage}:[/red] {b.error}", markup=True)
+
+
+@cli.command("config")
+@config_options
+@click.option("--hash", "show_hash", is_flag=True, help="print only the run hash")
+@_friendly_errors
+def config_cmd(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], show_hash: bool,
+               **components: str | None) -> None:
+    """Print the resolved run config as YAML (and its hash)."""
+    from .config import config_hash, to_yaml
+
+    cfg = compose_from_options(presets, files, overrides, **components)
+    if show_hash:
+        click.echo(config_hash(cfg))
+        return
+    click.echo(f"# run hash: {config_hash(cfg)}")
+    click.echo(to_yaml(cfg), nl=False)
+
+
+@cli.command("import")
+@click.argument("importer")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="output directory (model.safetensors + config.yaml)")
+@click.argument("options", nargs=-1, metavar="[KEY=VALUE]...")
+@_friendly_errors
+def import_cmd(importer: str, source: str, out_dir: str, options: tuple[str, ...]) -> None:
+    """Convert an upstream checkpoint (e.g. `vidmuse state_dict.bin`) into vidmusic's format."""
+    from .importing import run_importer
+
+    report = run_importer(importer, Path(source), Path(out_dir), options)
+    click.echo(f"wrote {report.out_dir}")
+    for label, items in (("missing", report.missing), ("unexpected", report.unexpected),
+                         ("shape mismatch", report.shape_mismatches)):
+        if items:
+            click.echo(f"{label} ({len(items)}): " + ", ".join(items))
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if not report.ok:
+        sys.exit(1)
+
+
+def _build_cli() -> click.Group:
+    from .plugins import get_host
+
+    failures = get_host().register_commands(cli)
+    for f in failures:
+        click.echo(f"warning: plugin {f.plugin!r} failed to add commands: {f.error}", err=True)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return _build_cli().main(args=argv, prog_name="vidmusic")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,315 @@
+"""Run configuration: omegaconf structured configs, presets, overrides, and the run hash.
+
+A run config has component sections (``encoder``, ``layout``, ``backbone``, ``codec``) whose ``name``
+picks a registered component; the rest of the section holds the fields of that component's config
+dataclass. The other sections (``data``, ``train``, ``generate``, ``eval``, ``run``) are fixed dataclasses
+below. Everything is checked in struct mode, so a typo is an error that lists the valid keys.
+
+Composition order (later wins): the ``default`` preset, ``--preset`` files, ``-c`` YAML files, the
+``--encoder``/``--layout``/``--backbone``/``--codec`` sugar, then ``key=value`` overrides. When a layer
+changes a section's ``name``, the fields set by earlier layers for the previous component are dropped
+(they belonged to another component).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+from .plugins import Component, Registry, get_registry
+
+#: section name -> component kind
+COMPONENT_SECTIONS = {"encoder": "encoder", "layout": "layout", "backbone": "backbone", "codec": "codec"}
+NO_HASH = {"hash": False}  # dataclass field metadata: the field does not change results
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives and how clips are cut."""
+
+    root: Optional[str] = None  # folder of (video, audio/MIDI) pairs; None = the toy dataset of the run
+    cache_dir: Optional[str] = field(default=None, metadata=NO_HASH)  # feature cache; None = <root>/.cache
+    clip_seconds: float = 8.0
+    toy_n: int = 200
+    toy_seconds: float = 8.0
+    toy_seed: int = 0
+    num_workers: int = field(default=0, metadata=NO_HASH)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings."""
+
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    log_every: int = field(default=10, metadata=NO_HASH)
+    ckpt_every: int = field(default=200, metadata=NO_HASH)
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling settings."""
+
+    seed: int = 0
+    seconds: Optional[float] = None  # None = the video's duration
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.0
+    cfg_coef: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    """Which metrics to compute."""
+
+    metrics: list[str] = field(default_factory=list)
+    shuffled_control: bool = True
+
+
+@dataclass
+class RunSection:
+    """Where outputs go and on which device (none of it changes results)."""
+
+    root: str = field(default="runs", metadata=NO_HASH)
+    name: Optional[str] = field(default=None, metadata=NO_HASH)
+    device: str = field(default="cpu", metadata=NO_HASH)
+
+
+FIXED_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "train": TrainConfig,
+    "generate": GenerateConfig,
+    "eval": EvalConfig,
+    "run": RunSection,
+}
+SECTIONS = (*COMPONENT_SECTIONS, *FIXED_SECTIONS)
+
+
+# --------------------------------------------------------------------------------------------------
+# presets and layers
+# --------------------------------------------------------------------------------------------------
+def preset_names() -> list[str]:
+    """Presets shipped in the package (``vidmusic_core/presets/*.yaml``)."""
+    return sorted(p.name[:-5] for p in resources.files("vidmusic_core.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> DictConfig:
+    """A shipped preset by name, or a YAML file path."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return _load_yaml(path)
+    res = resources.files("vidmusic_core.presets") / f"{name}.yaml"
+    if not res.is_file():
+        raise ConfigError(f"unknown preset {name!r}; shipped presets: {', '.join(preset_names())}")
+    return _as_dict(OmegaConf.create(res.read_text()), f"preset {name}")
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return _as_dict(OmegaConf.load(path), str(path))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except Exception as exc:  # yaml.YAMLError
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _as_dict(cfg: Any, where: str) -> DictConfig:
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(cfg).__name__}")
+    return cfg
+
+
+def _dotlist(overrides: Sequence[str]) -> DictConfig:
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not of the form key=value (e.g. train.steps=100)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# resolution
+# --------------------------------------------------------------------------------------------------
+def component_config(comp: Component, values: Mapping[str, Any], where: str = "") -> Any:
+    """Instantiate ``comp.config_cls`` from ``values`` with struct-mode checks (typos list valid keys)."""
+    if comp.config_cls is None:
+        if values:
+            raise ConfigError(f"{where or comp.kind}: {comp.kind} {comp.name!r} takes no options, got {sorted(values)}")
+        return None
+    schema = OmegaConf.structured(comp.config_cls)
+    valid = [f.name for f in dataclasses.fields(comp.config_cls)]
+    for key in values:
+        if key not in valid:
+            raise ConfigError(_unknown_key_msg(f"{where}.{key}" if where else key, key, valid,
+                                               f"{comp.kind} {comp.name!r} ({comp.config_cls.__qualname__})"))
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.create(dict(values)))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{where or comp.kind}: {_omegaconf_msg(exc)}") from exc
+
+
+def _unknown_key_msg(path: str, key: str, valid: Sequence[str], owner: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown config key {path!r}: {key!r} is not a field of {owner}.{hint} Valid keys: {', '.join(valid)}."
+
+
+def _omegaconf_msg(exc: OmegaConfBaseException) -> str:
+    msg = str(exc).split("\n")[0]
+    key = getattr(exc, "full_key", None)
+    return f"{msg} (key {key})" if key else msg
+
+
+def compose(
+    *,
+    presets: Sequence[str] = (),
+    files: Sequence[str | Path] = (),
+    sugar: Mapping[str, str | None] | None = None,
+    overrides: Sequence[str] = (),
+    registry: Registry | None = None,
+    base: str | None = "default",
+) -> DictConfig:
+    """Compose a run config and check it against the registered components' config dataclasses.
+
+    Returns a read-only DictConfig with every section filled (component names canonicalised, aliases
+    resolved). Raises :class:`ConfigError` on typos, wrong types, or unknown sections.
+    """
+    reg = registry or get_registry()
+    layers: list[tuple[str, DictConfig]] = []
+    if base:
+        layers.append((f"preset {base}", load_preset(base)))
+    layers += [(f"preset {p}", load_preset(p)) for p in presets]
+    layers += [(str(f), _load_yaml(Path(f))) for f in files]
+    sugar_layer = {s: {"name": v} for s, v in (sugar or {}).items() if v is not None}
+    if sugar_layer:
+        layers.append(("command-line options", OmegaConf.create(sugar_layer)))
+    if overrides:
+        layers.append(("overrides", _dotlist(overrides)))
+
+    # 1. merge layers section by section (untyped), resetting a component section when its name changes
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for where, layer in layers:
+        raw = OmegaConf.to_container(layer, resolve=False)
+        assert isinstance(raw, dict)
+        for section, values in raw.items():
+            if section not in merged:
+                raise ConfigError(_unknown_key_msg(str(section), str(section), list(SECTIONS), f"the run config (in {where})"))
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"{where}: section {section!r} must be a mapping, got {values!r}")
+            if section in COMPONENT_SECTIONS and "name" in values:
+                new = values["name"]
+                old = merged[section].get("name")
+                if old is not None and new is not None and _canonical(reg, section, new) != _canonical(reg, section, old):
+                    merged[section] = {}
+            merged[section] = _deep_merge(merged[section], values)
+
+    # 2. type-check each section
+    out: dict[str, Any] = {}
+    for section, kind in COMPONENT_SECTIONS.items():
+        values = dict(merged[section])
+        name = values.pop("name", None)
+        if name is None:
+            if values:
+                raise ConfigError(f"{section}: options {sorted(values)} given but no {section}.name selects a component")
+            out[section] = {"name": None}
+            continue
+        comp = reg.get(kind, str(name))
+        cfg = component_config(comp, values, where=section)
+        out[section] = {"name": comp.name, **(dataclasses.asdict(cfg) if cfg is not None else {})}
+    for section, cls in FIXED_SECTIONS.items():
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in merged[section]:
+            if key not in valid:
+                raise ConfigError(_unknown_key_msg(f"{section}.{key}", key, valid, f"section {section!r}"))
+        try:
+            obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), merged[section]))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{section}: {_omegaconf_msg(exc)}") from exc
+        out[section] = dataclasses.asdict(obj)
+    cfg = OmegaConf.create(out)
+    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def _canonical(reg: Registry, section: str, name: Any) -> str:
+    try:
+        return reg.get(COMPONENT_SECTIONS[section], str(name)).name
+    except KeyError:
+        return str(name)
+
+
+def _deep_merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def component_from_config(cfg: DictConfig, section: str, registry: Registry | None = None) -> tuple[Component, Any]:
+    """The component selected by ``cfg[section]`` and its typed config instance."""
+    reg = registry or get_registry()
+    values = OmegaConf.to_container(cfg[section])
+    assert isinstance(values, dict)
+    name = values.pop("name", None)
+    if name is None:
+        raise ConfigError(f"no {section} selected: set {section}.name (e.g. --{section} NAME)")
+    comp = reg.get(COMPONENT_SECTIONS[section], str(name))
+    return comp, component_config(comp, values, where=section)
+
+
+# --------------------------------------------------------------------------------------------------
+# identity
+# --------------------------------------------------------------------------------------------------
+def _hash_relevant(cfg: DictConfig, registry: Registry) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for section in SECTIONS:
+        values = OmegaConf.to_container(cfg[section], resolve=True)
+        assert isinstance(values, dict)
+        if section in COMPONENT_SECTIONS:
+            if values.get("name") is None:
+                out[section] = None
+                continue
+            cls = registry.get(COMPONENT_SECTIONS[section], values["name"]).config_cls
+        else:
+            cls = FIXED_SECTIONS[section]
+        skip = {f.name for f in dataclasses.fields(cls) if f.metadata.get("hash") is False} if cls else set()
+        out[section] = {k: v for k, v in values.items() if k not in skip}
+    return out
+
+
+def config_hash(cfg: DictConfig, registry: Registry | None = None, length: int = 10) -> str:
+    """A stable hash of the result-relevant fields (fields marked ``metadata={"hash": False}`` and the
+    ``run`` section are left out). Key order, aliases and YAML formatting do not change it."""
+    payload = json.dumps(_hash_relevant(cfg, registry or get_registry()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML (what ``vidmusic config`` prints and every run directory saves)."""
+    return OmegaConf.to_yaml(cfg)
+

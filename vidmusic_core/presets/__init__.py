@@ -1,0 +1,1 @@
+"""Shipped run presets (YAML). ``default`` is always applied first."""
