@@ -2,4 +2,28 @@
 the same hooks and entry-point group as every other plugin (entry point ``core``)."""
 from __future__ import annotations
 
-from .hookspecs import hookimpl  # noqa: F401  (used as components land)
+from .hookspecs import hookimpl
+
+
+@hookimpl
+def register_codecs(register):  # type: ignore[no-untyped-def]
+    from .codecs.rvq_mel import RVQMelCodec
+
+    register("rvq_mel", RVQMelCodec, RVQMelCodec.Config)
+
+
+@hookimpl
+def register_layouts(register):  # type: ignore[no-untyped-def]
+    from .layouts.cross import CrossLayout
+    from .layouts.prefix import AlignedLayout, PrefixLayout
+
+    register("prefix", PrefixLayout, PrefixLayout.Config)
+    register("aligned", AlignedLayout, AlignedLayout.Config)
+    register("cross", CrossLayout, CrossLayout.Config)
+
+
+@hookimpl
+def register_metrics(register):  # type: ignore[no-untyped-def]
+    from .metrics import register_all
+
+    register_all(register)  # beat_f1 cut_hit bcs_bhs tempo_acc key_acc section_align fd_mel fad

@@ -134,6 +134,112 @@ def import_cmd(importer: str, source: str, out_dir: str, options: tuple[str, ...
         sys.exit(1)
 
 
+@cli.command("toy-data")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--n", default=200, show_default=True, help="number of clips")
+@click.option("--seconds", default=8.0, show_default=True, help="clip length")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--size", default=96, show_default=True, help="frame side in pixels")
+@click.option("--fps", default=12, show_default=True)
+@click.option("--workers", default=None, type=int, help="processes (default: one per CPU)")
+@_friendly_errors
+def toy_data(out: str, n: int, seconds: float, seed: int, size: int, fps: int, workers: int | None) -> None:
+    """Generate the procedural toy dataset (video carries key, tempo, beats, sections)."""
+    from .data.toy import make_toy_dataset
+
+    summary = make_toy_dataset(out, n=n, seconds=seconds, seed=seed, size=size, fps=fps, workers=workers)
+    click.echo(f"wrote {len(summary.names)} clips to {summary.out_dir} in {summary.seconds_elapsed:.1f} s "
+               f"(splits: " + ", ".join(f"{k} {len(v)}" for k, v in summary.splits.items()) + ")")
+
+
+@cli.command()
+@click.argument("data_dir", type=click.Path(file_okay=False), required=False)
+@config_options
+@click.option("--shard", default=None, metavar="I/N", help="process only shards k with k %% N == I")
+@click.option("--strict", is_flag=True, help="fail on any bad item instead of skipping it")
+@_friendly_errors
+def prepare(data_dir: str | None, presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
+            shard: str | None, strict: bool, **components: str | None) -> None:
+    """Scan DATA_DIR and cache the encoder's frozen features and the codec's tokens (resumable)."""
+    from .data.prepare import prepare as run_prepare
+
+    cfg = compose_from_options(presets, files, overrides, **components)
+    rep = run_prepare(cfg, data_dir, shard=shard, strict=strict)
+    click.echo(f"{rep.items} items, {len(rep.bad)} bad, {len(rep.shards_written)} shard(s) written in "
+               f"{rep.seconds:.1f} s -> {rep.cache_dir}")
+    for b in rep.bad:
+        click.echo(f"  skipped {b.name}: {b.reason}")
+
+
+@cli.command()
+@config_options
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["data", "prepare", "train", "generate", "eval",
+              "report"]), help="run only these stages (default: all)")
+@_friendly_errors
+def run(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], stages: tuple[str, ...],
+        **components: str | None) -> None:
+    """toy data -> prepare -> train -> generate -> eval -> report; finished stages are skipped."""
+    from .pipeline import STAGES, run as run_pipeline
+
+    cfg = compose_from_options(presets, files, overrides, **components)
+    rep = run_pipeline(cfg, stages=stages or STAGES)
+    click.echo(f"run directory: {rep.run_dir}")
+    click.echo("stage seconds: " + ", ".join(f"{k} {v}" for k, v in rep.seconds.items())
+               + (f" (skipped: {', '.join(rep.skipped)})" if rep.skipped else ""))
+    for key, v in sorted(rep.results.get("metrics", {}).items()):
+        click.echo(f"  {key:24s} conditioned {v.get('conditioned', float('nan')):.3f}   "
+                   f"shuffled {v.get('shuffled', float('nan')):.3f}")
+    if (rep.run_dir / "report.html").is_file():
+        click.echo(f"report: {rep.run_dir / 'report.html'}")
+
+
+@cli.command()
+@config_options
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="default: runs/<components>-<hash>")
+@click.option("--no-resume", is_flag=True, help="start over instead of continuing the last checkpoint")
+@click.option("--max-steps", type=int, default=None, help="stop after this many steps (the schedule keeps train.steps)")
+@_friendly_errors
+def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], run_dir: str | None,
+          no_resume: bool, max_steps: int | None, **components: str | None) -> None:
+    """Train on the prepared data (run `vidmusic prepare` first). Works under torchrun (DDP)."""
+    from . import api
+
+    cfg = compose_from_options(presets, files, overrides, **components)
+    res = api.train(cfg, run_dir, resume=not no_resume, max_steps=max_steps)
+    click.echo(f"step {res.step}, loss {res.last_loss:.4f}, {res.seconds:.1f} s -> {res.run_dir}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--text", multiple=True, help="a caption per video (optional)")
+@click.option("--seconds", type=float, default=None, help="length (default: the video's, up to data.clip_seconds)")
+@click.option("--seed", type=int, default=None)
+@_friendly_errors
+def generate(run_dir: str, videos: tuple[str, ...], out_dir: str, text: tuple[str, ...], seconds: float | None,
+             seed: int | None) -> None:
+    """Generate music for VIDEOS with a trained run: wav + mp4 (video with the new soundtrack) + json."""
+    from . import api
+
+    for p in api.generate(run_dir, videos, out_dir, text=list(text) or None, seconds=seconds, seed=seed):
+        click.echo(f"wrote {p} and {p.with_suffix('.mp4')}")
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--metric", "metrics", multiple=True, help="metric names (default: eval.metrics of the run)")
+@_friendly_errors
+def eval_cmd(run_dir: str, metrics: tuple[str, ...]) -> None:
+    """Score a run's samples and its shuffled-video control; writes results.json."""
+    from . import api
+
+    res = api.evaluate(run_dir, list(metrics) or None)
+    for key, v in sorted(res["metrics"].items()):
+        click.echo(f"{key:24s} conditioned {v.get('conditioned', float('nan')):.3f}   "
+                   f"shuffled {v.get('shuffled', float('nan')):.3f}")
+
+
 def _build_cli() -> click.Group:
     from .plugins import get_host
 

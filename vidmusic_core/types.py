@@ -358,6 +358,18 @@ class Backbone(nn.Module, abc.ABC):
         """An empty KV cache for generation."""
         return None
 
+    def loss(self, inp: BackboneInput) -> Tensor:
+        """Mean cross-entropy of ``inp.labels [B, K, S]`` (IGNORE_INDEX skipped).
+
+        Default: full logits of :meth:`forward`; backbones override it to compute logits only where
+        labels are (no full-vocabulary logits over a long prefix).
+        """
+        if inp.labels is None:
+            raise ValueError(f"{type(self).__name__}.loss needs BackboneInput.labels")
+        logits = self.forward(inp).logits  # [B, K, S, V]
+        return torch.nn.functional.cross_entropy(logits.permute(0, 3, 1, 2).float(), inp.labels,
+                                                 ignore_index=IGNORE_INDEX)
+
 
 class MusicCodec(nn.Module, abc.ABC):
     """Audio or MIDI <-> tokens ``[B, K, T_a]``."""

@@ -1,4 +1,23 @@
 """Hook implementations of the `inspire_llm` plugin (registered through the `vidmusic` entry-point group).
 
-Nothing is registered yet: this plugin's components are built in a later issue.
+- backbone ``inspire`` (alias ``inspiremusic``): InspireMusic's Qwen2 LM over audio tokens
+  (:class:`inspire_llm.backbone.InspireBackbone`);
+- importer ``inspiremusic``: ``vidmusic import inspiremusic MODEL_DIR -o OUT`` reads upstream ``llm.pt``
+  + yaml + Qwen ``config.json`` (:func:`inspire_llm.importer.import_inspiremusic`).
 """
+from __future__ import annotations
+
+from vidmusic_core import hookimpl
+
+from .backbone import InspireBackbone, InspireConfig
+from .importer import InspireImportConfig, import_inspiremusic
+
+
+@hookimpl
+def register_backbones(register) -> None:  # type: ignore[no-untyped-def]
+    register("inspire", InspireBackbone, InspireConfig, aliases=("inspiremusic",))
+
+
+@hookimpl
+def register_importers(register) -> None:  # type: ignore[no-untyped-def]
+    register("inspiremusic", import_inspiremusic, InspireImportConfig)

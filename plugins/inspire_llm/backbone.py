@@ -1,0 +1,363 @@
+"""The `inspire` backbone: InspireMusic's Qwen2 language model over audio tokens.
+
+The parameter layout mirrors FunAudioLLM/InspireMusic ``inspiremusic/llm/llm.py`` class ``LLM`` and
+``inspiremusic/transformer/qwen_encoder.py`` ``QwenEmbeddingEncoder`` (Apache-2.0), so an upstream
+``llm.pt`` (a flat ``LLM.state_dict()``) loads strictly. D = width, A = ``audio_vocab``, K = codebooks::
+
+    text_embedding.weight                [V_text, D]   the same tensor as llm.model.model.embed_tokens.weight
+    chorus_embedding.weight              [5, D]        structure labels, see STRUCTURE_LABELS
+    llm_embedding.weight                 [2, D]        row 0 sos, row 1 task id ([3, D] with video_task: row 2)
+    llm.model.model.*                    transformers Qwen2Model (layers, norm; rotary has no weights)
+    llm.model.lm_head.weight             [V_text, D]   kept only so llm.pt loads strictly; never computed
+    llm_decoder.{weight,bias}            [K*(A+1), D]  audio logits per codebook, EOS = A
+    speech_embedding.weight              [K*A, D]      audio token embeddings (codebook k uses rows k*A..)
+    spk_embed_affine_layer.{weight,bias} [D, 192]      unused (upstream too), present in the checkpoint
+    time_embedding                       no weights    sinusoidal seconds -> [D], rounded to fp16 as upstream
+
+Codebooks: InspireMusic predicts one token stream (K = 1, exactly the upstream layout). With K > 1
+(e.g. the ``rvq_mel`` codec's 4 codebooks) the backbone runs MusicGen-style parallel heads: the input
+embedding of a frame is the sum of its K code embeddings and ``llm_decoder`` has K heads of A + 1
+(the generation loop applies the codec's delay pattern). An upstream ``llm.pt`` needs K = 1.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
+
+from vidmusic_core import IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError
+
+#: structure label -> chorus_embedding row. Upstream's *training* map (dataset/processor.py CHORUS);
+#: its inference CLIs use a different one (verse 1, chorus 2), which we do not follow.
+STRUCTURE_LABELS = {"intro": 0, "chorus": 1, "verse": 2, "verse1": 2, "verse2": 3, "outro": 4}
+#: llm_embedding rows
+SOS, TASK, VIDEO_TASK = 0, 1, 2
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Qwen2 shapes: tiny (ours), base = Qwen2-0.5B, 1.5b / 1.5b-long = Qwen2.5-1.5B (public configs).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, text_vocab=256, audio_vocab=256,
+                 context_length=4096),
+    "base": dict(hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, text_vocab=151936,
+                 audio_vocab=4096, context_length=20000),
+    "1.5b": dict(hidden=1536, layers=28, heads=12, kv_heads=2, intermediate=8960, text_vocab=151936,
+                 audio_vocab=4096, context_length=28000),
+}
+PRESETS["1.5b-long"] = PRESETS["1.5b"]
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Seconds ``[...]`` -> ``[..., dim]`` = [sin(t f_i) ‖ cos(t f_i)], f_i = 1e4^(-i/(dim/2-1)).
+
+    As upstream ``llm.py`` ``SinusoidalEmbedding``, the result is rounded to float16 (the caller casts it on).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: Tensor) -> Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float64) * -(math.log(1e4) / (half - 1)))
+        angles = t.to(torch.float64)[..., None] * freqs  # [..., dim/2]
+        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(torch.float16)
+
+
+class QwenLM(nn.Module):
+    """Holds ``model`` = transformers ``Qwen2ForCausalLM`` (upstream ``QwenEmbeddingEncoder``), so its
+    weights live under ``llm.model.``. Only ``model.model`` (the ``Qwen2Model``) is ever run."""
+
+    def __init__(self, config: Qwen2Config) -> None:
+        super().__init__()
+        self.model = Qwen2ForCausalLM(config)
+
+
+class InspireCache(DynamicCache):
+    """transformers ``DynamicCache`` that also remembers the padding mask of the cached positions.
+
+    ``mask``: bool ``[B, S_past]`` (True = real token), or None when nothing cached is padding. It lets
+    a left-padded prompt be continued one token at a time with correct masks and position ids.
+    """
+
+    def __init__(self, config: Qwen2Config) -> None:
+        super().__init__(config=config)
+        self.mask: Optional[Tensor] = None
+
+    def _trim(self) -> None:
+        if self.mask is not None:
+            self.mask = self.mask[:, : self.get_seq_length()]
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)
+        self._trim()
+
+    def reset(self) -> None:
+        super().reset()
+        self.mask = None
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        self.mask = None if self.mask is None else self.mask[beam_idx.to(self.mask.device)]
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        super().batch_select_indices(indices)
+        self.mask = None if self.mask is None else self.mask[indices.to(self.mask.device)]
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        self.mask = None if self.mask is None else self.mask.repeat_interleave(repeats, dim=0)
+
+
+def grow_llm_embedding(weight: Tensor, rows: int = 3) -> Tensor:
+    """Grow an upstream ``llm_embedding.weight`` ``[2, D]`` to ``[rows, D]``, keeping rows 0 (sos) and
+    1 (task). New rows start as copies of the task row (so a new task starts as text-to-music)."""
+    if weight.shape[0] >= rows:
+        return weight
+    extra = weight[TASK:TASK + 1].expand(rows - weight.shape[0], -1)
+    return torch.cat([weight, extra], dim=0).clone()
+
+
+@dataclass
+class InspireConfig:
+    """Options of the `inspire` backbone (``backbone.*``).
+
+    ``size``: preset ``tiny`` | ``base`` (Qwen2-0.5B shape, D 896) | ``1.5b`` | ``1.5b-long`` (Qwen2.5-1.5B
+    shape, D 1536). ``qwen_dir``: a local directory with a Qwen ``config.json`` (and tokenizer files):
+    its sizes replace the preset's, and its tokenizer encodes text. Explicit ``hidden``, ``layers``,
+    ``heads``, ``kv_heads``, ``intermediate``, ``text_vocab``, ``tie_word_embeddings``, ``rope_theta``,
+    ``rms_norm_eps`` win over both. ``audio_vocab``: A (None: preset; 4096 upstream, 256 tiny = the
+    ``rvq_mel`` codebook size). ``n_codebooks``: K (1 = upstream; >1 = parallel heads, see module doc).
+    ``video_task``: ``llm_embedding`` has a third row for the video task. ``dtype``: fp32 | bf16 | fp16.
+    ``attn``: transformers attention implementation (``sdpa``, ``eager``, ``flash_attention_2``).
+    ``context_length``: longest sequence the generation loop should use (None: preset).
+    """
+
+    size: str = "tiny"
+    qwen_dir: Optional[str] = None
+    hidden: Optional[int] = None
+    layers: Optional[int] = None
+    heads: Optional[int] = None
+    kv_heads: Optional[int] = None
+    intermediate: Optional[int] = None
+    text_vocab: Optional[int] = None
+    tie_word_embeddings: Optional[bool] = None
+    rope_theta: Optional[float] = None
+    rms_norm_eps: Optional[float] = None
+    audio_vocab: Optional[int] = None
+    n_codebooks: int = 1
+    video_task: bool = False
+    dtype: str = "fp32"
+    attn: str = "sdpa"
+    grad_checkpointing: bool = False
+    context_length: Optional[int] = None
+
+
+def read_qwen_config(qwen_dir: Union[str, Path]) -> Qwen2Config:
+    """The ``Qwen2Config`` of ``qwen_dir/config.json`` (read locally; errors name the file)."""
+    path = Path(qwen_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"backbone.qwen_dir={str(qwen_dir)!r} has no config.json (a Qwen2 model config)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if data.get("model_type", "qwen2") != "qwen2":
+        raise ConfigError(f"{path}: model_type {data.get('model_type')!r}, expected 'qwen2' (Qwen2 / Qwen2.5)")
+    return Qwen2Config.from_dict(data)
+
+
+def build_qwen_config(cfg: InspireConfig) -> Qwen2Config:
+    """Preset, then ``qwen_dir/config.json``, then explicit fields -> the ``Qwen2Config`` to build."""
+    if cfg.size not in PRESETS:
+        raise ConfigError(f"backbone.size={cfg.size!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[cfg.size]
+    if cfg.qwen_dir is not None:
+        q = read_qwen_config(cfg.qwen_dir)
+    else:
+        q = Qwen2Config(hidden_size=p["hidden"], num_hidden_layers=p["layers"], num_attention_heads=p["heads"],
+                        num_key_value_heads=p["kv_heads"], intermediate_size=p["intermediate"],
+                        vocab_size=p["text_vocab"], tie_word_embeddings=True, rope_theta=1e6, rms_norm_eps=1e-6,
+                        max_position_embeddings=32768, use_sliding_window=False)
+    over = {"hidden_size": cfg.hidden, "num_hidden_layers": cfg.layers, "num_attention_heads": cfg.heads,
+            "num_key_value_heads": cfg.kv_heads, "intermediate_size": cfg.intermediate, "vocab_size": cfg.text_vocab,
+            "tie_word_embeddings": cfg.tie_word_embeddings, "rms_norm_eps": cfg.rms_norm_eps}
+    data = q.to_dict()
+    data.update({k: v for k, v in over.items() if v is not None})
+    if cfg.rope_theta is not None:
+        data["rope_parameters"] = {"rope_type": "default", "rope_theta": float(cfg.rope_theta)}
+    if data["num_hidden_layers"] != q.num_hidden_layers:
+        data.pop("layer_types", None)  # recomputed for the new depth
+    q = Qwen2Config.from_dict(data)
+    if q.hidden_size % q.num_attention_heads or q.num_attention_heads % q.num_key_value_heads:
+        raise ConfigError(f"backbone: hidden {q.hidden_size}, heads {q.num_attention_heads}, kv_heads "
+                          f"{q.num_key_value_heads}: hidden must divide by heads and heads by kv_heads")
+    q._attn_implementation = cfg.attn
+    return q
+
+
+class InspireBackbone(Backbone):
+    """InspireMusic's LM: Qwen2 driven with ``inputs_embeds`` + its own audio embedding and decoder.
+
+    ``cardinality`` = A (codec codes 0..A-1); logits have A + 1 entries, the last (``eos_id`` = A) is EOS.
+    """
+
+    Config = InspireConfig
+    supported_layouts = ("prefix", "aligned")
+
+    def __init__(self, cfg: Optional[InspireConfig] = None) -> None:
+        super().__init__()
+        cfg = InspireConfig() if cfg is None else cfg
+        if cfg.dtype not in DTYPES:
+            raise ConfigError(f"backbone.dtype={cfg.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if cfg.n_codebooks < 1:
+            raise ConfigError(f"backbone.n_codebooks={cfg.n_codebooks} must be >= 1")
+        self.cfg = cfg
+        qcfg = build_qwen_config(cfg)
+        preset = PRESETS[cfg.size]
+        D, K = qcfg.hidden_size, cfg.n_codebooks
+        A = cfg.audio_vocab if cfg.audio_vocab is not None else preset["audio_vocab"]
+        self.width, self.n_codebooks, self.cardinality, self.eos_id = D, K, A, A
+        self.context_length = cfg.context_length or preset["context_length"]
+
+        llm = QwenLM(qcfg)
+        # attribute order = upstream LLM.__init__ order (state_dict key order)
+        self.text_embedding = llm.model.model.embed_tokens  # same module, saved under both keys
+        self.chorus_embedding = nn.Embedding(5, D)
+        self.llm_embedding = nn.Embedding(3 if cfg.video_task else 2, D)
+        self.llm = llm
+        self.llm_decoder = nn.Linear(D, K * (A + 1))
+        self.speech_embedding = nn.Embedding(K * A, D)
+        self.spk_embed_affine_layer = nn.Linear(192, D)
+        self.time_embedding = SinusoidalEmbedding(D)
+        self.to(DTYPES[cfg.dtype])
+        if cfg.grad_checkpointing:
+            self.llm.model.gradient_checkpointing_enable()
+        self._tokenizer: Any = None
+
+    # -- embeddings ----------------------------------------------------------------------------
+    @property
+    def qwen(self) -> nn.Module:
+        """The transformers ``Qwen2Model`` (what ``forward`` runs)."""
+        return self.llm.model.model
+
+    def embed(self, codes: Tensor) -> Tensor:
+        """Audio codes long ``[B, K, T]`` -> ``[B, T, D]`` (sum over codebooks of ``speech_embedding``)."""
+        if codes.dim() != 3 or codes.shape[1] != self.n_codebooks:
+            raise ShapeError(f"inspire backbone: embed expects codes [B, {self.n_codebooks}, T], got {list(codes.shape)}")
+        offsets = torch.arange(self.n_codebooks, device=codes.device)[None, :, None] * self.cardinality
+        return self.speech_embedding(codes + offsets).sum(dim=1)  # [B, T, D]
+
+    def embed_text(self, ids: Tensor) -> Tensor:
+        """Text ids long ``[B, L]`` -> ``[B, L, D]`` (Qwen's input embedding)."""
+        return self.text_embedding(ids)
+
+    def embed_structure(self, labels: Tensor) -> Tensor:
+        """Structure ids long ``[B, S]`` (see :data:`STRUCTURE_LABELS`) -> ``[B, S, D]``."""
+        return self.chorus_embedding(labels)
+
+    def embed_time(self, seconds: Tensor) -> Tensor:
+        """Seconds float ``[B, S]`` -> ``[B, S, D]`` sinusoidal (fp16-rounded as upstream), model dtype."""
+        return self.time_embedding(seconds).to(self.llm_decoder.weight.dtype)
+
+    def special(self, row: int) -> Tensor:
+        """Row ``row`` of ``llm_embedding``: ``[D]`` (:data:`SOS` 0, :data:`TASK` 1, :data:`VIDEO_TASK` 2)."""
+        if row >= self.llm_embedding.num_embeddings:
+            raise ConfigError(f"llm_embedding has {self.llm_embedding.num_embeddings} rows; row {row} needs "
+                              "backbone.video_task=true")
+        return self.llm_embedding.weight[row]
+
+    @property
+    def tokenizer(self) -> Any:
+        """Text tokenizer: Qwen's from ``qwen_dir`` when it has tokenizer files, else bytes (loaded lazily)."""
+        if self._tokenizer is None:
+            from .tokenizer import load_tokenizer
+
+            tok = load_tokenizer(self.cfg.qwen_dir)
+            if tok.vocab_size > self.text_embedding.num_embeddings:
+                raise ConfigError(f"text tokenizer has {tok.vocab_size} ids but text_embedding only "
+                                  f"{self.text_embedding.num_embeddings} rows; raise backbone.text_vocab")
+            self._tokenizer = tok
+        return self._tokenizer
+
+    # -- the LM --------------------------------------------------------------------------------
+    def new_cache(self) -> InspireCache:
+        """An empty transformers ``DynamicCache`` (``InspireCache``: also keeps the padding mask)."""
+        return InspireCache(self.llm.model.config)
+
+    def _mask_and_positions(self, inp: BackboneInput, cache: Any) -> tuple[Optional[Tensor], Optional[Tensor]]:
+        """Bool mask ``[B, S_past + S]`` (None = no padding anywhere) and position ids ``[B, S]``.
+
+        Positions count real tokens only (cumsum of the mask), as transformers' ``generate()`` does, so a
+        padded row sees the positions of the row alone (RoPE is relative, so this changes logits only by
+        rounding; the masks are what make a padded row equal the row alone).
+        """
+        new = inp.attention_mask.to(torch.bool)
+        past = cache.get_seq_length() if cache is not None else 0
+        past_mask = getattr(cache, "mask", None)
+        if past_mask is None and bool(new.all()):
+            full = None
+        else:
+            if past_mask is None:
+                past_mask = new.new_ones(new.shape[0], past)
+            full = torch.cat([past_mask, new], dim=1)  # [B, S_past + S]
+        if cache is not None:
+            if isinstance(cache, InspireCache):
+                cache.mask = full
+            elif full is not None:
+                raise ValueError("inspire backbone: a padded batch with a cache needs backbone.new_cache()")
+        pos = inp.position_ids
+        if pos is None and full is not None:
+            pos = (full.long().cumsum(dim=1) - 1).clamp(min=0)[:, past:]  # [B, S]
+        return full, pos
+
+    def decode_logits(self, hidden: Tensor) -> Tensor:
+        """Hidden ``[B, S, D]`` -> float32 logits ``[B, K, S, A+1]`` (``llm_decoder``; EOS = A)."""
+        B, S, _ = hidden.shape
+        logits = self.llm_decoder(hidden).float()  # [B, S, K*(A+1)]
+        return logits.view(B, S, self.n_codebooks, self.cardinality + 1).transpose(1, 2)
+
+    def forward(self, inp: BackboneInput, cache: Any = None,  # type: ignore[override]
+                logits_positions: Union[str, Tensor, None] = "all") -> BackboneOutput:
+        """Run Qwen2 on ``inp.inputs_embeds [B, S, D]``; logits ``[B, K, S', A+1]`` for the chosen positions.
+
+        ``logits_positions``: ``"all"`` (S' = S), ``"last"`` (S' = 1, for generation), ``"none"`` (S' = 0)
+        or a long tensor of positions ``[S']``. ``cache``: from :meth:`new_cache` (updated in place and
+        returned); None runs without one (training). ``hidden`` is the final-norm output ``[B, S, D]``.
+        """
+        if inp.memory is not None:
+            raise ConfigError("inspire backbone has no cross-attention; use layout prefix or aligned, not cross")
+        x = inp.inputs_embeds.to(self.llm_decoder.weight.dtype)
+        mask, pos = self._mask_and_positions(inp, cache)
+        out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos,
+                        past_key_values=cache, use_cache=cache is not None)
+        hidden = out.last_hidden_state  # [B, S, D]
+        if isinstance(logits_positions, Tensor):
+            sel = hidden[:, logits_positions]
+        elif logits_positions == "all" or logits_positions is None:
+            sel = hidden
+        elif logits_positions == "last":
+            sel = hidden[:, -1:]
+        elif logits_positions == "none":
+            sel = hidden[:, :0]
+        else:
+            raise ValueError(f"logits_positions={logits_positions!r}: use 'all', 'last', 'none' or a tensor")
+        return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)
+
+    def loss(self, inp: BackboneInput) -> Tensor:
+        """Mean cross-entropy over labelled tokens (``labels [B, K, S]`` != IGNORE_INDEX), as upstream
+        (``lsm_weight`` 0, length-normalised); logits are computed only at labelled positions."""
+        if inp.labels is None:
+            raise ValueError("inspire backbone: loss needs BackboneInput.labels")
+        hidden = self.forward(inp, logits_positions="none").hidden  # [B, S, D]
+        labels = inp.labels.transpose(1, 2)  # [B, S, K]
+        keep = (labels != IGNORE_INDEX).any(dim=-1)  # [B, S]
+        logits = self.decode_logits(hidden[keep][None])[0]  # [K, N, A+1]
+        target = labels[keep].T  # [K, N]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX)

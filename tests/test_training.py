@@ -1,0 +1,112 @@
+"""Training: exact resume after SIGKILL, 2-process DDP (gloo), NaN stop; the whole `run` loop at smoke size."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+SMALL = ["-p", "smoke", "--encoder", "clip", "encoder.output=cls", "encoder.image_size=32", "encoder.patch_size=16",
+         "data.toy_n=8", "data.toy_seconds=2", "data.clip_seconds=2", "codec.cardinality=16", "codec.n_mels=32",
+         "train.batch_size=2", "train.log_every=1"]
+
+
+def env():
+    return dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+
+
+def vm(*args, check=True, timeout=600):
+    out = subprocess.run([str(BIN / "vidmusic"), *args], capture_output=True, text=True, timeout=timeout, env=env())
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Toy data (8 clips of 2 s) prepared once for the module."""
+    root = tmp_path_factory.mktemp("train")
+    data = root / "data"
+    vm("toy-data", str(data), "--n", "8", "--seconds", "2", "--workers", "1")
+    vm("prepare", str(data), *SMALL, f"data.root={data}")
+    return root, data
+
+
+def losses(run_dir):
+    return [json.loads(x)["loss"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_after_sigkill_matches_uninterrupted(prepared):
+    root, data = prepared
+    args = [*SMALL, f"data.root={data}", "train.steps=60", "train.ckpt_every=5"]
+    full = root / "full"
+    vm("train", *args, "--run-dir", str(full))
+    ref = losses(full)
+    assert len(ref) == 60
+
+    killed = root / "killed"
+    err = open(root / "killed.err", "w")
+    proc = subprocess.Popen([str(BIN / "vidmusic"), "train", *args, "--run-dir", str(killed)], env=env(),
+                            stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert proc.poll() is None, (root / "killed.err").read_text()[-3000:]
+        m = killed / "metrics.jsonl"
+        if m.is_file() and len(m.read_text().splitlines()) >= 12 and (killed / "checkpoints" / "last").is_dir():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len((killed / "metrics.jsonl").read_text().splitlines())
+    assert 12 <= done < 60, f"the kill came too late ({done} steps logged)"
+    vm("train", *args, "--run-dir", str(killed))
+    got = losses(killed)
+    assert len(got) == 60
+    assert max(abs(a - b) for a, b in zip(got, ref)) < 1e-6
+
+
+def test_two_process_ddp_replicas_identical(prepared):
+    root, data = prepared
+    run_dir = root / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "vidmusic_core.cli", "train", *SMALL, f"data.root={data}", "train.steps=6", "--run-dir", str(run_dir)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads((run_dir / "ddp.json").read_text())
+    assert info["world_size"] == 2 and info["identical"] and len(info["param_checksums"]) == 2
+    assert (run_dir / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(prepared):
+    root, data = prepared
+    run_dir = root / "nan"
+    out = vm("train", *SMALL, f"data.root={data}", "train.steps=30", "train.lr=1e15", "train.warmup_steps=0",
+             "train.grad_clip=0", "train.ckpt_every=1", "--run-dir", str(run_dir), check=False)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "training stopped" in out.stderr and "at step" in out.stderr
+    assert (run_dir / "checkpoints" / "last" / "train_state.pt").is_file()
+
+
+def test_run_loop_resumes_and_reports(prepared):
+    root, data = prepared
+    runs = root / "runs"
+    args = ["run", *SMALL, f"data.root={data}", f"run.root={runs}", "train.steps=8"]
+    first = vm(*args)
+    run_dir = Path(first.stdout.split("run directory: ")[1].split()[0])
+    for name in ("config.yaml", "env.json", "metrics.jsonl", "report.html", "timings.json"):
+        assert (run_dir / name).is_file(), name
+    test_items = json.loads((data / "splits.json").read_text())["test"]
+    for item in test_items:
+        for folder in ("samples", "samples_shuffled"):
+            assert (run_dir / folder / f"{item}.wav").is_file() and (run_dir / folder / f"{item}.mp4").is_file()
+    meta = json.loads((run_dir / "samples_shuffled" / f"{test_items[0]}.json").read_text())
+    assert meta["shuffled_from"] != test_items[0] or len(test_items) == 1
+    again = vm(*args)
+    assert "skipped: data, train" in again.stdout
+    html = (run_dir / "report.html").read_text()
+    assert "<audio" in html and "<video" in html and "data:image/png;base64" in html

@@ -1,0 +1,87 @@
+"""The small public API that the CLI, notebooks and scripts call (DESIGN §4)::
+
+    from vidmusic_core import api
+    cfg = api.compose(presets=["smoke"], sugar={"encoder": "clip"})
+    report = api.run(cfg)                                   # the whole loop
+    paths = api.generate(report.run_dir, ["my.mp4"], "out/")  # music for your own videos
+    scores = api.evaluate(report.run_dir)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig
+
+from .checkpoint import atomic_path
+from .config import compose
+from .data.manifest import MANIFEST_NAME, read_manifest
+from .data.prepare import cache_root, codec_store_dir, data_root, fit_or_load_codec, prepare
+from .pipeline import RunReport, evaluate_run, item_seed, run, sampling_from
+from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
+from .training import TrainResult
+from .training import train as _train
+
+__all__ = ["compose", "evaluate", "generate", "load", "prepare", "run", "train", "RunReport"]
+
+
+def load(run_dir: str | Path, device: str = "cpu") -> tuple[DictConfig, Any, Any]:
+    """(config, model, codec) of a trained run."""
+    return load_trained(run_dir, device)
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
+          max_steps: int | None = None) -> TrainResult:
+    """Train on the prepared data of ``cfg`` (run ``prepare`` first)."""
+    if cfg.data.root is None:
+        cfg = with_data_root(cfg, toy_data_dir(cfg))
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
+    write_run_files(run_dir, cfg)
+    items = read_manifest(cache_root(cfg, data_root(cfg)) / MANIFEST_NAME)
+    cdir, _ = codec_store_dir(cfg, cache_root(cfg, data_root(cfg)))
+    codec = fit_or_load_codec(cfg, cdir, items, progress)
+    return _train(cfg, run_dir, codec, resume=resume, progress=progress, max_steps=max_steps)
+
+
+def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None = None,
+             seconds: float | None = None, seed: int | None = None) -> list[Path]:
+    """Music for each video: ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and
+    ``<stem>.json`` (seed, settings). ``seconds`` defaults to the video length (capped by
+    ``data.clip_seconds``, the length the model was trained on)."""
+    from .audio import write_wav
+    from .generation import generate_tokens
+    from .video import load_frames, mux_audio, probe_video
+
+    cfg, model, codec = load_trained(run_dir, load_run_config(run_dir).run.device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, video in enumerate(videos):
+        video = Path(video)
+        dur = probe_video(video).duration
+        secs = min(dur, float(seconds or cfg.data.clip_seconds))
+        frames = load_frames([video], model.encoder.frame_spec, 0.0, secs)
+        with torch.inference_mode():
+            cond = model.encoder(frames)
+        s = item_seed(cfg.generate.seed if seed is None else seed, video.stem)
+        toks = generate_tokens(model.layout, model.backbone, cond, int(round(secs * codec.frame_rate)), [s],
+                               sampling_from(cfg), text=[text[i]] if text else None,
+                               seconds=torch.tensor([secs]), delays=codec.delays, frame_rate=codec.frame_rate)
+        with torch.inference_mode():
+            audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
+        wav = write_wav(out / f"{video.stem}.wav", audio.cpu().numpy(), codec.sample_rate)
+        mux_audio(video, wav, out / f"{video.stem}.mp4")
+        with atomic_path(out / f"{video.stem}.json") as tmp:
+            tmp.write_text(json.dumps({"video": str(video), "seed": s, "seconds": secs, "run": str(run_dir),
+                                       "text": text[i] if text else None}, indent=1))
+        written.append(Path(wav))
+    return written
+
+
+def evaluate(run_dir: str | Path, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Score a run's generated test samples (and the shuffled control) with the registered metrics."""
+    cfg = load_run_config(run_dir)
+    items = [it for it in read_manifest(cache_root(cfg, data_root(cfg)) / MANIFEST_NAME) if it.split == "test"]
+    return evaluate_run(Path(run_dir), items, list(metrics or cfg.eval.metrics))

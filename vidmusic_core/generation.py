@@ -1,0 +1,121 @@
+"""One sampling loop for every audio backbone (DESIGN §7).
+
+Batched, ``torch.inference_mode``, KV cache, classifier-free guidance by batching conditional and null
+rows (``logits = uncond + r * (cond - uncond)``, i.e. ``r*cond + (1-r)*uncond``; null = the
+condition's ``null_like()`` and empty text), top-k / top-p / temperature, the codec's delay pattern,
+an optional EOS (banned before ``min_frames``), per-item seeds (one ``torch.Generator`` per row,
+no global reseeding) and per-row stop masks. Cross-attention memory is passed with the prompt only;
+backbones with cross-attention keep its keys/values in their cache.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .codecs.delay import undo_delays
+from .layouts.music import DELAY_PAD, effective_delays
+from .types import Backbone, BackboneInput, Condition, MusicTokens, SequenceLayout
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 0.0  # 0 = off
+    cfg_coef: float = 1.0  # 1 = no guidance (no null rows are run)
+    use_eos: bool = False  # stop a row when codebook 0 samples EOS (after min_frames)
+    min_frames: int = 0
+
+
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
+    """Mask logits ``[..., V]`` outside the top-k and/or the top-p nucleus with -inf."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if 0.0 < top_p < 1.0:
+        sorted_logits, idx = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > top_p  # keep the smallest set with mass >= top_p
+        logits = logits.masked_fill(drop.scatter(-1, idx, drop), float("-inf"))
+    return logits
+
+
+def sample(logits: Tensor, generators: Sequence[torch.Generator], temperature: float = 1.0) -> Tensor:
+    """Sample ``[B, K, V] -> [B, K]`` with one generator per row; temperature 0 = argmax."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = (logits.float() / temperature).softmax(dim=-1)
+    return torch.stack([torch.multinomial(probs[b], 1, generator=generators[b])[:, 0] for b in range(probs.shape[0])])
+
+
+def _forward_last(backbone: Backbone, inp: BackboneInput, cache: Any, last_only: bool) -> Tensor:
+    """Logits of the last position ``[B, K, V]``, computing only those where the backbone allows it."""
+    if last_only:
+        out = backbone(inp, cache, logits_positions="last")
+    else:
+        out = backbone(inp, cache)
+    return out.logits[:, :, -1]
+
+
+@torch.inference_mode()
+def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condition, n_frames: int,
+                    seeds: Sequence[int], sampling: SamplingConfig | None = None, text: Sequence[str] | None = None,
+                    seconds: Tensor | None = None, delays: Sequence[int] = (), frame_rate: float | None = None,
+                    ) -> MusicTokens:
+    """Generate ``n_frames`` music frames per item: ``MusicTokens(codes [B, K, n_frames], mask)``.
+
+    ``seeds``: one per item (stored with the output by the caller). ``delays``: the codec's pattern.
+    """
+    sc = sampling or SamplingConfig()
+    B, K, V = condition.batch_size, backbone.n_codebooks, backbone.cardinality
+    if len(seeds) != B:
+        raise ValueError(f"generate_tokens: {len(seeds)} seeds for {B} items")
+    d = effective_delays(delays, K)
+    n_cols = n_frames + max(d)
+    guided = sc.cfg_coef != 1.0
+    cond = Condition.cat_batch([condition, condition.null_like()]) if guided else condition
+    txt = None if text is None else (list(text) + [""] * B if guided else list(text))
+    secs = None if seconds is None else (torch.cat([seconds, seconds]) if guided else seconds)
+    gens = [torch.Generator(device=condition.tokens.device).manual_seed(int(s)) for s in seeds]
+
+    cache = backbone.new_cache()
+    last_only = "logits_positions" in inspect.signature(backbone.forward).parameters
+    logits = _forward_last(backbone, layout.prompt(backbone, cond, txt, secs), cache, last_only)  # [B', K, V']
+    out = torch.full((B, K, n_cols), DELAY_PAD, dtype=torch.long, device=condition.tokens.device)
+    stopped = torch.zeros(B, dtype=torch.bool, device=out.device)
+    lengths = torch.full((B,), n_frames, dtype=torch.long, device=out.device)
+    start = torch.tensor(d, device=out.device)
+    eos_id = getattr(backbone, "eos_id", None)
+    for c in range(n_cols):
+        if guided:
+            logits = logits[B:] + sc.cfg_coef * (logits[:B] - logits[B:])
+        allow_eos = sc.use_eos and eos_id is not None and c >= sc.min_frames + max(d)
+        logits = logits.clone()
+        eos_logit = logits[:, 0, eos_id].clone() if allow_eos else None
+        logits[..., V:] = float("-inf")  # EOS and any extra ids off …
+        if eos_logit is not None:
+            logits[:, 0, eos_id] = eos_logit  # … except EOS on codebook 0 once allowed
+        logits = filter_logits(logits, sc.top_k, sc.top_p)
+        codes = sample(logits, gens, sc.temperature)  # [B, K]
+        if allow_eos:
+            ended = (codes[:, 0] == eos_id) & ~stopped
+            lengths[ended] = c - max(d)
+            stopped |= ended
+            codes[:, 0] = codes[:, 0].masked_fill(codes[:, 0] == eos_id, DELAY_PAD)
+        live = (c >= start) & (c < start + n_frames)  # [K] codebooks with a real code at column c
+        codes = torch.where(live[None], codes, torch.full_like(codes, DELAY_PAD))
+        out[:, :, c] = codes
+        if bool(stopped.all()) or c == n_cols - 1:
+            break
+        step_codes = torch.cat([codes, codes]) if guided else codes
+        x = layout.step_embeds(backbone, step_codes[:, :, None], c, cond)  # [B', 1, D]
+        step = BackboneInput(inputs_embeds=x, attention_mask=torch.ones(x.shape[0], 1, dtype=torch.bool, device=x.device))
+        logits = _forward_last(backbone, step, cache, last_only)
+    codes = undo_delays(out, d, n_frames)  # [B, K, n_frames]
+    mask = torch.arange(n_frames, device=out.device)[None] < lengths[:, None]
+    return MusicTokens(codes, mask, frame_rate)
+

@@ -1,0 +1,1 @@
+"""Built-in sequence layouts: ``prefix``, ``aligned`` (prefix.py) and ``cross`` (cross.py)."""

@@ -1,0 +1,199 @@
+"""``prefix`` and ``aligned`` layouts: the condition before the music, and/or added to it in time.
+
+``prefix`` (InspireMusic's order, extended for video)::
+
+    [sos] [time_start] [time_end] [text …] [sos] [condition …] [task] [music col 0] [music col 1] …
+
+The condition is reduced (``reduce``: per-frame mean/first token, or bins of ``1/rate`` s — the whole
+clip stays in view, nothing is cut) and projected to the backbone width by ``visual_feature_proj``.
+``sos``/``task`` are rows of the backbone's ``llm_embedding`` when it has one (InspireMusic: sos 0,
+task 1, video task 2), else the layout's own ``special_embedding``. Time rows use the backbone's
+``embed_time`` when it has one; text uses its ``tokenizer`` + ``embed_text``. Prefixes are left-padded,
+so music starts at the same position ``P`` in every row (batched generation).
+
+``aligned``: the condition, pooled per frame, is resampled onto the music frame times (sample and
+hold) and added to the input at each music position through ``aligned_proj`` (zero-initialised, so
+training starts from the unconditioned model). The input at the position that *predicts* music
+column ``c`` carries the condition at column ``c``'s time. ``prefix_condition: true`` composes both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..types import IGNORE_INDEX, Backbone, BackboneInput, Condition, MusicTokens, SequenceLayout
+from .music import build_music_part, effective_delays, frame_times
+from .reduce import REDUCE_MODES, group_by_time, reduce_condition, resample_to_frames
+
+SOS, TASK, VIDEO_TASK = 0, 1, 2
+
+
+@dataclass
+class PrefixConfig:
+    """``layout.*`` options. ``cond_dim``, ``width``, ``delays``, ``frame_rate`` and ``own_specials`` are
+    wiring: the model builder fills them from the encoder, backbone and codec (leave them unset)."""
+
+    reduce: str = "frame_mean"  # none | frame_mean | frame_first | rate
+    rate: float = 2.0  # tokens per second for reduce=rate
+    prefix_condition: bool = True  # condition tokens in the prefix
+    aligned: bool = False  # condition added to the music embeddings at matching times
+    use_text: bool = True
+    use_time: bool = True
+    train_eos: bool = True
+    cond_dim: Optional[int] = None
+    width: Optional[int] = None
+    delays: list[int] = field(default_factory=list)
+    frame_rate: Optional[float] = None
+    own_specials: bool = True
+
+
+class PrefixLayout(SequenceLayout):
+    """Condition prefix (+ optional time-aligned addition) for decoder-only backbones."""
+
+    Config = PrefixConfig
+
+    def __init__(self, cfg: Optional[PrefixConfig] = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or self.Config()
+        if cfg.cond_dim is None or cfg.width is None:
+            raise ConfigError("layout: cond_dim and width are unset; build layouts with "
+                              "vidmusic_core.model.build_model (it wires them from the encoder and backbone)")
+        if not (cfg.prefix_condition or cfg.aligned):
+            raise ConfigError("layout: prefix_condition and aligned are both false: the video would be ignored")
+        if cfg.aligned and not cfg.frame_rate:
+            raise ConfigError("layout.aligned needs the codec frame_rate (symbolic codecs have none)")
+        if cfg.reduce not in REDUCE_MODES:
+            raise ConfigError(f"layout.reduce={cfg.reduce!r}: use one of {', '.join(REDUCE_MODES)}")
+        self.visual_feature_proj = nn.Linear(cfg.cond_dim, cfg.width) if cfg.prefix_condition else None
+        if cfg.aligned:
+            self.aligned_proj = nn.Linear(cfg.cond_dim, cfg.width)
+            nn.init.zeros_(self.aligned_proj.weight)
+            nn.init.zeros_(self.aligned_proj.bias)
+        self.special_embedding = nn.Embedding(3, cfg.width) if cfg.own_specials else None
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _special(self, backbone: Backbone, row: int) -> Tensor:
+        if self.special_embedding is not None:
+            return self.special_embedding.weight[row]
+        n = backbone.llm_embedding.num_embeddings  # type: ignore[attr-defined]
+        return backbone.special(row if row < n else TASK)  # type: ignore[attr-defined]
+
+    def _text(self, backbone: Backbone, text: Sequence[str] | None, B: int, device: torch.device
+              ) -> tuple[Tensor | None, Tensor | None]:
+        """Left-padded text embeddings ``[B, L, D]`` and mask ``[B, L]`` (None without text)."""
+        if not (self.cfg.use_text and text is not None and hasattr(backbone, "embed_text")):
+            return None, None
+        ids = [backbone.tokenizer.encode(t) if t else [] for t in text]  # type: ignore[attr-defined]
+        L = max((len(i) for i in ids), default=0)
+        if L == 0:
+            return None, None
+        tok = torch.zeros(B, L, dtype=torch.long, device=device)
+        mask = torch.zeros(B, L, dtype=torch.bool, device=device)
+        for b, row in enumerate(ids):
+            if row:
+                tok[b, L - len(row):] = torch.tensor(row, device=device)
+                mask[b, L - len(row):] = True
+        return backbone.embed_text(tok), mask  # type: ignore[attr-defined]
+
+    def prefix(self, backbone: Backbone, condition: Condition, text: Sequence[str] | None = None,
+               seconds: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Prefix embeddings ``[B, P, D]`` and mask ``[B, P]`` (the last position is the task token)."""
+        B, dev = condition.batch_size, condition.tokens.device
+        parts: list[tuple[Tensor, Tensor]] = []
+
+        def one(vec: Tensor) -> None:
+            parts.append((vec.expand(B, 1, -1), torch.ones(B, 1, dtype=torch.bool, device=dev)))
+
+        one(self._special(backbone, SOS))
+        if self.cfg.use_time and seconds is not None and hasattr(backbone, "embed_time"):
+            t = torch.stack([torch.zeros_like(seconds), seconds], dim=1).float()  # [B, 2]
+            parts.append((backbone.embed_time(t), torch.ones(B, 2, dtype=torch.bool, device=dev)))  # type: ignore[attr-defined]
+        txt, txt_mask = self._text(backbone, text, B, dev)
+        if txt is not None and txt_mask is not None:
+            parts.append((txt, txt_mask))
+        if self.visual_feature_proj is not None:
+            one(self._special(backbone, SOS))
+            cond = reduce_condition(condition, self.cfg.reduce, self.cfg.rate)
+            parts.append((self.visual_feature_proj(cond.tokens), cond.mask))
+        one(self._special(backbone, VIDEO_TASK))
+        dtype = parts[0][0].dtype
+        x = torch.cat([p[0].to(dtype) for p in parts], dim=1)
+        mask = torch.cat([p[1] for p in parts], dim=1)
+        return _left_align(x, mask)
+
+    def aligned_embeds(self, condition: Condition, columns: Tensor) -> Tensor:
+        """``aligned_proj`` of the condition at the times of music ``columns [S]``: ``[B, S, D]``."""
+        assert self.cfg.frame_rate is not None
+        memo = getattr(self, "_per_frame_memo", None)
+        if memo is not None and memo[0] is condition.tokens:  # generation: pool once, not every step
+            per_frame = memo[1]
+        else:
+            per_frame = group_by_time(condition)
+            self._per_frame_memo = (condition.tokens, per_frame) if not torch.is_grad_enabled() else None
+        times = columns.float() / float(self.cfg.frame_rate)
+        feats = resample_to_frames(per_frame.tokens, per_frame.times, per_frame.mask, times)  # [B, S, D_c]
+        return self.aligned_proj(feats)
+
+    # -- the contract --------------------------------------------------------------------------
+    def forward(self, backbone: Backbone, condition: Condition, music: MusicTokens,  # type: ignore[override]
+                text: Sequence[str] | None = None, seconds: Tensor | None = None) -> BackboneInput:
+        if seconds is None and music.frame_rate:
+            assert music.mask is not None
+            seconds = music.mask.sum(dim=1).float() / float(music.frame_rate)
+        px, pmask = self.prefix(backbone, condition, text, seconds)  # [B, P, D]
+        mp = build_music_part(backbone, music, self.cfg.delays, self.cfg.train_eos)
+        B, P = pmask.shape
+        S_m = mp.embeds.shape[1]
+        x = torch.cat([px, mp.embeds.to(px.dtype)], dim=1)  # [B, P + S_m, D]
+        if self.cfg.aligned:
+            cols = torch.arange(S_m + 1, device=x.device)
+            x = x + torch.nn.functional.pad(self.aligned_embeds(condition, cols).to(x.dtype), (0, 0, P - 1, 0))
+        mask = torch.cat([pmask, mp.mask], dim=1)
+        K = music.codes.shape[1]
+        labels = torch.full((B, K, P + S_m), IGNORE_INDEX, dtype=torch.long, device=x.device)
+        labels[:, :, P - 1:] = mp.targets
+        return BackboneInput(inputs_embeds=x, attention_mask=mask, labels=labels, music_start=P)
+
+    def prompt(self, backbone: Backbone, condition: Condition, text: Sequence[str] | None = None,
+               seconds: Tensor | None = None) -> BackboneInput:
+        px, pmask = self.prefix(backbone, condition, text, seconds)
+        if self.cfg.aligned:
+            px = px.clone()
+            px[:, -1:] += self.aligned_embeds(condition, torch.zeros(1, device=px.device)).to(px.dtype)
+        return BackboneInput(inputs_embeds=px, attention_mask=pmask, music_start=px.shape[1])
+
+    def step_embeds(self, backbone: Backbone, codes: Tensor, position: int, condition: Condition) -> Tensor:
+        """Input at music column ``position`` (codes ``[B, K, 1]``), predicting column ``position + 1``."""
+        x = backbone.embed(codes)  # [B, 1, D]
+        if self.cfg.aligned:
+            x = x + self.aligned_embeds(condition, torch.tensor([position + 1], device=x.device)).to(x.dtype)
+        return x
+
+    def n_columns(self, n_frames: int) -> int:
+        """Delayed music columns needed for ``n_frames`` frames."""
+        K = max(1, len(self.cfg.delays))
+        return n_frames + max(effective_delays(self.cfg.delays, K))
+
+
+def _left_align(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Move each row's padding to the left (stable), so every row's last position is real."""
+    order = torch.argsort(mask.long(), dim=1, stable=True)  # False (pad) first, real tokens keep their order
+    return x.gather(1, order[..., None].expand_as(x)), mask.gather(1, order)
+
+
+@dataclass
+class AlignedConfig(PrefixConfig):
+    """``aligned`` = the prefix layout with the time-aligned path on and no condition prefix."""
+
+    prefix_condition: bool = False
+    aligned: bool = True
+
+
+class AlignedLayout(PrefixLayout):
+    """Time-locked conditioning: condition added to music embeddings at matching times."""
+
+    Config = AlignedConfig  # type: ignore[assignment]

@@ -1,0 +1,189 @@
+"""``vidmusic run``: toy data → prepare → train → generate → eval → report, each stage skipped when
+its outputs exist (a re-run resumes). Also the generate and eval stages on their own."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig
+
+from .checkpoint import atomic_path
+from .data.manifest import MANIFEST_NAME, Item, read_manifest
+from .data.prepare import cache_root, data_root
+from .errors import VidmusicError
+from .generation import SamplingConfig, generate_tokens
+from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
+
+STAGES = ("data", "prepare", "train", "generate", "eval", "report")
+
+
+@dataclass
+class RunReport:
+    run_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def item_seed(base: int, name: str) -> int:
+    """Per-item seed: a stable function of the run's generate.seed and the item name."""
+    return (base * 1_000_003 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
+
+
+def sampling_from(cfg: DictConfig) -> SamplingConfig:
+    g = cfg.generate
+    return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef)
+
+
+def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffle: bool = False,
+                     batch_size: int = 8, progress: bool = True) -> list[Path]:
+    """Generate music for ``items`` into ``out_dir`` (wav + muxed mp4 + json per item); existing items are
+    skipped. ``shuffle``: item i is generated from the video of item (i + 1) mod n (the control)."""
+    from tqdm.auto import tqdm
+
+    from .audio import write_wav
+    from .video import load_frames, mux_audio
+
+    cfg, model, codec = load_trained(run_dir, cfg_device(run_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = sorted(items, key=lambda it: it.name)
+    sources = [items[(i + 1) % len(items)] if shuffle else it for i, it in enumerate(items)]
+    todo = [(it, src) for it, src in zip(items, sources) if not (out_dir / f"{it.name}.json").is_file()]
+    clip = float(cfg.data.clip_seconds)
+    written = []
+    bar = tqdm(total=len(todo), desc="generate" + (" (shuffled)" if shuffle else ""), unit="clip", disable=not progress)
+    for s in range(0, len(todo), batch_size):
+        chunk = todo[s:s + batch_size]
+        frames = load_frames([src.video for _, src in chunk], model.encoder.frame_spec, 0.0, clip)
+        with torch.inference_mode():
+            cond = model.encoder(frames)
+        secs = torch.tensor([min(it.duration, clip) for it, _ in chunk])
+        n_frames = int(round(float(secs.max()) * codec.frame_rate))
+        seeds = [item_seed(cfg.generate.seed, it.name) for it, _ in chunk]
+        toks = generate_tokens(model.layout, model.backbone, cond, n_frames, seeds, sampling_from(cfg),
+                               text=[it.text for it, _ in chunk], seconds=secs, delays=codec.delays,
+                               frame_rate=codec.frame_rate)
+        with torch.inference_mode():
+            audio = codec.decode(toks)  # [B, 1, L]
+        for b, (it, src) in enumerate(chunk):
+            n = int(round(float(secs[b]) * codec.sample_rate))
+            wav = out_dir / f"{it.name}.wav"
+            write_wav(wav, audio[b, :, :n].cpu().numpy(), codec.sample_rate)
+            mux_audio(src.video, wav, out_dir / f"{it.name}.mp4")
+            meta = {"item": it.name, "video": src.video, "shuffled_from": src.name if shuffle else None,
+                    "seed": seeds[b], "seconds": float(secs[b]), "reference": it.name}
+            with atomic_path(out_dir / f"{it.name}.json") as tmp:
+                tmp.write_text(json.dumps(meta, indent=1))
+            written.append(wav)
+            bar.update(1)
+    bar.close()
+    return written
+
+
+def cfg_device(run_dir: Path) -> str:
+    from .runs import load_run_config
+
+    return str(load_run_config(run_dir).run.device)
+
+
+def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[str]) -> dict[str, Any]:
+    """Score ``samples/`` and ``samples_shuffled/`` with the registered metrics; write ``results.json``."""
+    from .audio import load_audio
+    from .plugins import get_component
+
+    results: dict[str, Any] = {"metrics": {}, "protocols": {}, "n_items": len(items)}
+    for variant in ("samples", "samples_shuffled"):
+        folder = run_dir / variant
+        if not folder.is_dir():
+            continue
+        batch = []
+        for it in sorted(items, key=lambda i: i.name):
+            meta = json.loads((folder / f"{it.name}.json").read_text())
+            src_video = meta["video"]
+            batch.append({"name": it.name, "audio": load_audio(folder / f"{it.name}.wav", None, mono=True)[0],
+                          "sample_rate": _wav_rate(folder / f"{it.name}.wav"), "video": src_video,
+                          "reference": it.meta, "reference_audio": load_audio(it.music, None, mono=True)[0]
+                          if it.music_kind != "midi" else None})
+        for name in metric_names:
+            comp = get_component("metric", name)
+            metric = comp.build()
+            scores = metric.compute(batch)
+            results["protocols"][name] = metric.protocol()
+            for key, value in scores.items():
+                results["metrics"].setdefault(key, {})["conditioned" if variant == "samples" else "shuffled"] = value
+    for key, v in results["metrics"].items():
+        if "conditioned" in v and "shuffled" in v:
+            v["delta"] = v["conditioned"] - v["shuffled"]
+    with atomic_path(run_dir / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1, default=float))
+    return results
+
+
+def _wav_rate(path: Path) -> int:
+    import soundfile as sf
+
+    return int(sf.info(str(path)).samplerate)
+
+
+def run(cfg: DictConfig, progress: bool = True, stages: Sequence[str] = STAGES) -> RunReport:
+    """The whole loop for one config; every stage resumes or is skipped when its outputs exist."""
+    from .data.prepare import prepare
+    from .data.toy import make_toy_dataset
+    from .model import build_codec
+    from .training import latest_checkpoint, train
+
+    if cfg.data.root is None:
+        cfg = with_data_root(cfg, toy_data_dir(cfg))
+    run_dir = run_dir_for(cfg)
+    report = RunReport(run_dir)
+    write_run_files(run_dir, cfg)
+
+    def timed(stage: str, fn: Any) -> Any:
+        t = time.perf_counter()
+        out = fn()
+        report.seconds[stage] = round(time.perf_counter() - t, 2)
+        return out
+
+    root = data_root(cfg)
+    if "data" in stages:
+        if (root / "dataset.json").is_file() or (root.is_dir() and any(root.glob("*.mp4"))):
+            report.skipped.append("data")
+        else:
+            d = cfg.data
+            timed("data", lambda: make_toy_dataset(root, n=d.toy_n, seconds=d.toy_seconds, seed=d.toy_seed,
+                                                   progress=progress))
+    if "prepare" in stages:
+        timed("prepare", lambda: prepare(cfg, progress=progress))
+    items = read_manifest(cache_root(cfg, root) / MANIFEST_NAME)
+    if "train" in stages:
+        ckpt = latest_checkpoint(run_dir)
+        done = ckpt is not None and int(torch.load(ckpt / "train_state.pt", weights_only=True)["step"]) >= cfg.train.steps
+        if done:
+            report.skipped.append("train")
+        else:
+            from .data.prepare import codec_store_dir, fit_or_load_codec
+
+            cdir, _ = codec_store_dir(cfg, cache_root(cfg, root))
+            codec = fit_or_load_codec(cfg, cdir, items, progress)
+            timed("train", lambda: train(cfg, run_dir, codec, resume=True, progress=progress))
+    test = [it for it in items if it.split == "test"]
+    if not test:
+        raise VidmusicError(f"the data under {root} has no test split items")
+    if "generate" in stages:
+        timed("generate", lambda: (generate_samples(run_dir, test, run_dir / "samples", progress=progress),
+                                   generate_samples(run_dir, test, run_dir / "samples_shuffled", shuffle=True,
+                                                    progress=progress) if cfg.eval.shuffled_control else None))
+    if "eval" in stages and cfg.eval.metrics:
+        report.results = timed("eval", lambda: evaluate_run(run_dir, test, list(cfg.eval.metrics)))
+    if "report" in stages:
+        from .report import write_report
+
+        timed("report", lambda: write_report(run_dir))
+    with atomic_path(run_dir / "timings.json") as tmp:
+        tmp.write_text(json.dumps({"seconds": report.seconds, "skipped": report.skipped}, indent=1))
+    return report

@@ -1,0 +1,115 @@
+"""``report.html``: one self-contained page per run (audio/video players, loss curve, spectrograms with
+the visual beats marked, the metrics table with the shuffled-video control)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_path
+
+MAX_SAMPLES = 8
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def loss_curve(run_dir: Path) -> str | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def spectrogram(wav: Path, beats: list[float], cuts: list[float]) -> str:
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import soundfile as sf
+
+    y, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y.mean(axis=1), sr=sr, n_mels=64, hop_length=256))
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.imshow(mel, origin="lower", aspect="auto", extent=(0, len(y) / sr, 0, 64), cmap="magma")
+    for b in beats:
+        ax.axvline(b, color="cyan", lw=0.6, alpha=0.8)
+    for c in cuts:
+        ax.axvline(c, color="white", lw=1.5, ls="--")
+    ax.set_xlabel("s (cyan: visual beats, white: cuts)")
+    ax.set_yticks([])
+    return _png(fig)
+
+
+def _metrics_table(results: dict[str, Any]) -> str:
+    rows = []
+    for key, v in sorted(results.get("metrics", {}).items()):
+        cells = [f"{v[c]:.3f}" if isinstance(v.get(c), (int, float)) else "–" for c in ("conditioned", "shuffled", "delta")]
+        rows.append(f"<tr><td>{html.escape(key)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return "<p>No metrics computed (set <code>eval.metrics</code>).</p>"
+    return ("<table><tr><th>metric</th><th>conditioned</th><th>shuffled video</th><th>difference</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` from what the run directory holds."""
+    run_dir = Path(run_dir)
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
+    parts = [f"<h1>vidmusic run <code>{html.escape(run_dir.name)}</code></h1>"]
+    cfg = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    parts.append("<h2>Metrics</h2>" + _metrics_table(results))
+    curve = loss_curve(run_dir)
+    if curve:
+        parts.append(f"<h2>Training</h2><img src='{curve}'>")
+    samples = sorted((run_dir / "samples").glob("*.json"))[:MAX_SAMPLES] if (run_dir / "samples").is_dir() else []
+    if samples:
+        parts.append("<h2>Samples</h2><p>Each row: the clip with the generated soundtrack, the audio alone, its "
+                     "mel spectrogram with the video's beats and cuts, and the shuffled-video control.</p>")
+    for meta_path in samples:
+        meta = json.loads(meta_path.read_text())
+        name = meta["item"]
+        truth_path = Path(meta["video"]).with_suffix(".json")
+        truth = json.loads(truth_path.read_text()) if truth_path.is_file() else {}
+        beats = [float(b) for b in truth.get("beat_times", truth.get("beats", []))]
+        cuts = [float(c) for c in truth.get("cut_times", truth.get("cuts", []))]
+        spec = spectrogram(meta_path.with_suffix(".wav"), beats, cuts)
+        shuffled = run_dir / "samples_shuffled" / f"{name}.wav"
+        parts.append(
+            f"<h3>{html.escape(name)} <small>seed {meta['seed']}</small></h3>"
+            f"<video controls width=240 src='samples/{name}.mp4'></video> "
+            f"<audio controls src='samples/{name}.wav'></audio><br><img src='{spec}'>"
+            + (f"<br>shuffled control (video of {html.escape(json.loads(shuffled.with_suffix('.json').read_text())['shuffled_from'])}): "
+               f"<audio controls src='samples_shuffled/{name}.wav'></audio>" if shuffled.is_file() else ""))
+    parts.append(f"<h2>Config</h2><pre>{html.escape(cfg)}</pre>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidmusic report</title><style>"
+            "body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+            "</style></head><body>" + "\n".join(parts) + "</body></html>")
+    out = run_dir / "report.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)
+    return out

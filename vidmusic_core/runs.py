@@ -1,0 +1,103 @@
+"""Run directories: naming, the files every run keeps, and loading a trained run back.
+
+``<run.root>/<encoder>-<layout>-<backbone>-<hash>/``::
+
+    config.yaml       the resolved run config (re-composable with ``-c``)
+    env.json          versions, CPU/GPU, threads
+    metrics.jsonl     training log
+    checkpoints/last/ model.safetensors + train_state.pt
+    samples/          <item>.wav, <item>.mp4 (video + new soundtrack), <item>.json (seed, source)
+    samples_shuffled/ the shuffled-video control (each clip generated from another clip's video)
+    results.json      metric scores (conditioned, shuffled, delta) with their protocols
+    report.html       the page a person opens
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .checkpoint import atomic_path, load_component, load_state_strict, load_weights
+from .config import compose, config_hash, to_yaml
+from .errors import VidmusicError
+
+
+class RunError(VidmusicError):
+    """A run directory that is missing pieces."""
+
+
+def run_dir_for(cfg: DictConfig) -> Path:
+    """Where the run of ``cfg`` lives (``run.name`` or components + hash)."""
+    name = cfg.run.name or f"{cfg.encoder.name}-{cfg.layout.name}-{cfg.backbone.name}-{config_hash(cfg)}"
+    return Path(cfg.run.root) / name
+
+
+def toy_data_dir(cfg: DictConfig) -> Path:
+    """Where ``run`` generates the toy dataset when ``data.root`` is unset (shared by all runs of a root)."""
+    d = cfg.data
+    return Path(cfg.run.root) / "data" / f"toy-n{d.toy_n}-s{d.toy_seconds:g}-seed{d.toy_seed}"
+
+
+def with_data_root(cfg: DictConfig, root: Path) -> DictConfig:
+    """A copy of ``cfg`` with ``data.root`` set (the config stays read-only)."""
+    c = OmegaConf.to_container(cfg)
+    assert isinstance(c, dict)
+    c["data"]["root"] = str(root)
+    out = OmegaConf.create(c)
+    OmegaConf.set_struct(out, True)
+    OmegaConf.set_readonly(out, True)
+    return out
+
+
+def env_info() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("vidmusic", "torch", "transformers", "numpy", "av", "pyarrow", "librosa", "symusic"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "versions": versions}
+
+
+def write_run_files(run_dir: Path, cfg: DictConfig) -> None:
+    """``config.yaml`` and ``env.json`` (atomic)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / "config.yaml") as tmp:
+        tmp.write_text(to_yaml(cfg))
+    with atomic_path(run_dir / "env.json") as tmp:
+        tmp.write_text(json.dumps(env_info(), indent=1))
+
+
+def load_run_config(run_dir: str | Path) -> DictConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run directory (no config.yaml); start one with `vidmusic run`")
+    return compose(files=[path])
+
+
+def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[DictConfig, Any, Any]:
+    """(config, model, codec) of a trained run, weights loaded strictly."""
+    from .data.prepare import cache_root, codec_store_dir, data_root
+    from .model import build_model
+    from .training import latest_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise RunError(f"{run_dir} has no checkpoint; train it first (`vidmusic train` or `vidmusic run`)")
+    cdir, _ = codec_store_dir(cfg, cache_root(cfg, data_root(cfg)))
+    codec = load_component(cdir / "codec", expected_kind="codec")
+    model = build_model(cfg, codec)
+    load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
+    return cfg, model.to(device).eval(), codec.to(device).eval()

@@ -1,0 +1,265 @@
+"""The trainer: AdamW + warmup/cosine, clipping, accumulation, optional EMA and autocast, DDP under
+torchrun, atomic checkpoints and exact resume.
+
+A run directory holds ``config.yaml`` (the resolved run config), ``metrics.jsonl`` (one JSON line per
+logged step) and ``checkpoints/last/`` = ``model.safetensors`` (all weights of the model) +
+``train_state.pt`` (optimizer, scheduler, RNG states, step; read with ``torch.load(weights_only=True)``).
+A checkpoint directory is written beside the old one and swapped in by rename, so a crash never leaves
+a half-written checkpoint. ``resume`` continues from ``last``: the data order is a function of
+(seed, epoch) and the step, so the resumed loss curve equals the uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from .checkpoint import load_state_strict, load_weights, save_weights
+from .data.cache import ShardStore
+from .data.dataset import CachedDataset, collate
+from .data.manifest import MANIFEST_NAME, read_manifest
+from .data.prepare import cache_root, codec_store_dir, data_root, encoder_store_dir
+from .errors import VidmusicError
+from .model import VidMusicModel, build_model
+from .types import MusicCodec
+
+CKPT_DIR = "checkpoints"
+STATE_NAME = "train_state.pt"
+
+
+class TrainingError(VidmusicError):
+    """Training cannot continue (e.g. a NaN loss); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    last_loss: float
+    seconds: float
+
+
+# --------------------------------------------------------------------------------------------------
+# distributed helpers
+# --------------------------------------------------------------------------------------------------
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment (0, 1 without it)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _init_distributed(device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if dist_info()[1] > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+# --------------------------------------------------------------------------------------------------
+# pieces
+# --------------------------------------------------------------------------------------------------
+def lr_lambda(step: int, warmup: int, total: int) -> float:
+    """Linear warmup to 1, then cosine to 0.1 at ``total``."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The epoch's batches: a permutation of the items from (seed, epoch), cut into full batches."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n_items, generator=g).tolist()
+    bs = min(batch_size, n_items)
+    return [order[i:i + bs] for i in range(0, n_items - bs + 1, bs)]
+
+
+def batch_stream(dataset: CachedDataset, batch_size: int, seed: int, start_step: int, rank: int, world: int
+                 ) -> Iterator[dict[str, Any]]:
+    """Batches for steps ``start_step, start_step + 1, …`` (each rank takes every ``world``-th)."""
+    per_epoch = len(batches(len(dataset), batch_size, seed, 0))
+    if per_epoch == 0:
+        raise TrainingError(f"no training items (train split has {len(dataset)})")
+    per_rank = max(1, per_epoch // world)
+    step = start_step
+    while True:
+        epoch, i = divmod(step, per_rank)
+        b = batches(len(dataset), batch_size, seed, epoch)[i * world + rank]
+        yield collate([dataset[j] for j in b])
+        step += 1
+
+
+def load_training_data(cfg: DictConfig, model: VidMusicModel, split: str = "train") -> CachedDataset:
+    """The prepared cache of the run's data (raises with what to run when it is missing)."""
+    root = data_root(cfg)
+    cache = cache_root(cfg, root)
+    items = read_manifest(cache / MANIFEST_NAME)
+    edir, _ = encoder_store_dir(cfg, cache, model.encoder)
+    cdir, _ = codec_store_dir(cfg, cache)
+    return CachedDataset(items, ShardStore(edir), ShardStore(cdir), split=split)
+
+
+def _atomic_checkpoint(run_dir: Path, model: nn.Module, state: dict[str, Any]) -> Path:
+    ckpts = run_dir / CKPT_DIR
+    ckpts.mkdir(parents=True, exist_ok=True)
+    tmp, last, old = ckpts / "last.tmp", ckpts / "last", ckpts / "last.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_weights(model.state_dict(), tmp / "model.safetensors")
+    torch.save(state, tmp / STATE_NAME)
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        last.rename(old)
+    tmp.rename(last)
+    shutil.rmtree(old, ignore_errors=True)
+    return last
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """``checkpoints/last`` (or ``last.old`` when a crash hit between the two renames)."""
+    for name in ("last", "last.old"):
+        p = run_dir / CKPT_DIR / name
+        if (p / STATE_NAME).is_file() and (p / "model.safetensors").is_file():
+            return p
+    return None
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state.get("cuda"):
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines after ``step`` (they belong to work lost in a crash)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------------
+def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool = True, progress: bool = True,
+          max_steps: int | None = None) -> TrainResult:
+    """Train the model of ``cfg`` on its prepared data, writing checkpoints and metrics to ``run_dir``.
+
+    ``max_steps`` stops early (for tests and for splitting work); the schedule still follows
+    ``train.steps``. With ``resume`` an existing checkpoint is continued.
+    """
+    t0 = time.perf_counter()
+    tc = cfg.train
+    run_dir = Path(run_dir)
+    rank, world = dist_info()
+    device = torch.device(cfg.run.device)
+    _init_distributed(device)
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg, codec, seed=tc.seed).to(device)
+    data = load_training_data(cfg, model)
+    params = model.trainable_parameters()
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
+    step = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
+        state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        step = int(state["step"])
+        if rank == 0:
+            _truncate_metrics(metrics_path, step)
+    ddp_model: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_model = DistributedDataParallel(model, find_unused_parameters=True)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype and device.type == "cuda" else nullcontext()
+    end = min(tc.steps, max_steps if max_steps is not None else tc.steps)
+    stream = batch_stream(data, tc.batch_size, tc.seed, step * tc.grad_accum, rank, world)
+    model.train()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=end, initial=step, unit="step", desc="train", disable=not progress or rank != 0)
+    last_loss = float("nan")
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    while step < end:
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(tc.grad_accum):
+            batch = _to_device(next(stream), device)
+            with autocast:
+                loss = ddp_model(batch, codec.frame_rate) / tc.grad_accum
+            loss.backward()
+            total += float(loss.detach())
+        if not math.isfinite(total):
+            raise TrainingError(f"loss is {total} at step {step + 1}; training stopped. The last good checkpoint "
+                                f"(step {step - step % tc.ckpt_every}) is in {run_dir / CKPT_DIR}. Lower "
+                                "train.lr or check the data.")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip) if tc.grad_clip > 0 else torch.tensor(0.0)
+        opt.step()
+        sched.step()
+        step += 1
+        last_loss = total
+        bar.update(1)
+        bar.set_postfix(loss=f"{total:.4f}")
+        if rank == 0 and (step % tc.log_every == 0 or step == end):
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps({"step": step, "loss": total, "lr": sched.get_last_lr()[0],
+                                    "grad_norm": float(grad_norm), "time": time.perf_counter() - t0}) + "\n")
+        if rank == 0 and (step % tc.ckpt_every == 0 or step == end):
+            _atomic_checkpoint(run_dir, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                                "rng": _rng_state(), "step": step})
+    bar.close()
+    if world > 1:
+        _check_replicas(model, run_dir, rank, world)
+    return TrainResult(run_dir, step, last_loss, time.perf_counter() - t0)
+
+
+def _check_replicas(model: nn.Module, run_dir: Path, rank: int, world: int) -> None:
+    """All ranks must hold the same weights after DDP training; rank 0 records the checksums."""
+    import torch.distributed as dist
+
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(world)]
+    dist.all_gather(gathered, checksum)
+    sums = [float(g) for g in gathered]
+    if rank == 0:
+        with open(run_dir / "ddp.json", "w") as f:
+            json.dump({"world_size": world, "param_checksums": sums, "identical": len(set(sums)) == 1}, f)
+    dist.barrier()
+    if len(set(sums)) != 1:
+        raise TrainingError(f"DDP replicas diverged: parameter checksums {sums}")
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device)
+        elif isinstance(v, dict):
+            out[k] = {kk: vv.to(device) for kk, vv in v.items()}
+        else:
+            out[k] = v
+    return out
