@@ -157,14 +157,15 @@ def toy_data(out: str, n: int, seconds: float, seed: int, size: int, fps: int, w
 @config_options
 @click.option("--shard", default=None, metavar="I/N", help="process only shards k with k %% N == I")
 @click.option("--strict", is_flag=True, help="fail on any bad item instead of skipping it")
+@click.option("--shard-size", default=32, show_default=True, help="items per parquet shard")
 @_friendly_errors
 def prepare(data_dir: str | None, presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
-            shard: str | None, strict: bool, **components: str | None) -> None:
+            shard: str | None, strict: bool, shard_size: int, **components: str | None) -> None:
     """Scan DATA_DIR and cache the encoder's frozen features and the codec's tokens (resumable)."""
     from .data.prepare import prepare as run_prepare
 
     cfg = compose_from_options(presets, files, overrides, **components)
-    rep = run_prepare(cfg, data_dir, shard=shard, strict=strict)
+    rep = run_prepare(cfg, data_dir, shard=shard, strict=strict, shard_size=shard_size)
     click.echo(f"{rep.items} items, {len(rep.bad)} bad, {len(rep.shards_written)} shard(s) written in "
                f"{rep.seconds:.1f} s -> {rep.cache_dir}")
     for b in rep.bad:
@@ -238,6 +239,27 @@ def eval_cmd(run_dir: str, metrics: tuple[str, ...]) -> None:
     for key, v in sorted(res["metrics"].items()):
         click.echo(f"{key:24s} conditioned {v.get('conditioned', float('nan')):.3f}   "
                    f"shuffled {v.get('shuffled', float('nan')):.3f}")
+
+
+@cli.command()
+@config_options
+@click.option("--grid", multiple=True, required=True, metavar="KEY=V1,V2", help="a grid axis (repeatable)")
+@click.option("--workers", default=1, show_default=True, help="grid points run in parallel (processes)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="default: <run.root>/sweeps/<hash>")
+@_friendly_errors
+def sweep(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], grid: tuple[str, ...],
+          workers: int, out_dir: str | None, **components: str | None) -> None:
+    """Run the cartesian product of --grid values; write an ablation table (md + csv) and a chart."""
+    from .sweep import sweep as run_sweep
+
+    out, points = run_sweep(grid, presets, files, overrides, components, workers=workers, out_dir=out_dir)
+    click.echo((out / "table.md").read_text())
+    click.echo(f"table: {out / 'table.md'}, {out / 'table.csv'}; chart: {out / 'chart.png'}")
+    failed = [p for p in points if p.error]
+    for p in failed:
+        click.echo(f"FAILED {' '.join(p.overrides)}: {p.error}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 def _build_cli() -> click.Group:
