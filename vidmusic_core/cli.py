@@ -142,12 +142,15 @@ def import_cmd(importer: str, source: str, out_dir: str, options: tuple[str, ...
 @click.option("--size", default=96, show_default=True, help="frame side in pixels")
 @click.option("--fps", default=12, show_default=True)
 @click.option("--workers", default=None, type=int, help="processes (default: one per CPU)")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
-def toy_data(out: str, n: int, seconds: float, seed: int, size: int, fps: int, workers: int | None) -> None:
+def toy_data(out: str, n: int, seconds: float, seed: int, size: int, fps: int, workers: int | None,
+             no_progress: bool) -> None:
     """Generate the procedural toy dataset (video carries key, tempo, beats, sections)."""
     from .data.toy import make_toy_dataset
 
-    summary = make_toy_dataset(out, n=n, seconds=seconds, seed=seed, size=size, fps=fps, workers=workers)
+    summary = make_toy_dataset(out, n=n, seconds=seconds, seed=seed, size=size, fps=fps, workers=workers,
+                               progress=not no_progress)
     click.echo(f"wrote {len(summary.names)} clips to {summary.out_dir} in {summary.seconds_elapsed:.1f} s "
                f"(splits: " + ", ".join(f"{k} {len(v)}" for k, v in summary.splits.items()) + ")")
 

@@ -104,11 +104,12 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
         batch = []
         for it in sorted(items, key=lambda i: i.name):
             meta = json.loads((folder / f"{it.name}.json").read_text())
-            src_video = meta["video"]
-            batch.append({"name": it.name, "audio": load_audio(folder / f"{it.name}.wav", None, mono=True)[0],
-                          "sample_rate": _wav_rate(folder / f"{it.name}.wav"), "video": src_video,
-                          "reference": it.meta, "reference_audio": load_audio(it.music, None, mono=True)[0]
-                          if it.music_kind != "midi" else None})
+            wav = folder / f"{it.name}.wav"
+            batch.append({
+                "name": it.name, "audio": load_audio(wav, None, mono=True, allow_silent=True)[0],
+                "sample_rate": _wav_rate(wav), "video": meta["video"], "reference": it.meta,
+                "reference_audio": None if it.music_kind == "midi" else load_audio(it.music, None, mono=True)[0],
+            })
         for name in metric_names:
             comp = get_component("metric", name)
             metric = comp.build()
