@@ -20,7 +20,7 @@ class FakeCodec:
 
 
 def model(layout="prefix", K=4, delays=(0, 1, 2, 3), overrides=()):
-    cfg = compose(sugar={"encoder": "clip", "layout": layout, "backbone": "inspire"},
+    cfg = compose(sugar={"encoder": "clip", "layout": layout, "backbone": "inspire"}, base=None,
                   overrides=["encoder.output=cls", "encoder.image_size=32", "encoder.patch_size=16", *overrides])
     return build_model(cfg, FakeCodec(K, 32, delays), seed=0)
 

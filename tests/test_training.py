@@ -110,3 +110,28 @@ def test_run_loop_resumes_and_reports(prepared):
     assert "skipped: data, train" in again.stdout
     html = (run_dir / "report.html").read_text()
     assert "<audio" in html and "<video" in html and "data:image/png;base64" in html
+
+
+def test_generate_cli_short_and_long_video(prepared, tmp_path):
+    """`vidmusic generate` on a clip (one pass) and on a video 3x the trained length (windows)."""
+    import numpy as np
+    import soundfile as sf
+
+    from vidmusic_core.video import probe_video, write_video
+
+    root, data = prepared
+    run_dir = root / "gen_run"
+    vm("train", *SMALL, f"data.root={data}", "train.steps=3", "--run-dir", str(run_dir))
+    long_video = tmp_path / "long.mp4"
+    frames = (np.random.default_rng(0).random((72, 48, 48, 3)) * 255).astype(np.uint8)  # 6 s at 12 fps
+    write_video(long_video, frames, 12)
+    out = tmp_path / "out"
+    vm("generate", str(run_dir), str(data / "toy_00000.mp4"), str(long_video), "-o", str(out))
+    short = json.loads((out / "toy_00000.json").read_text())
+    long = json.loads((out / "long.json").read_text())
+    assert "window_seeds" not in short and len(long["window_seeds"]) >= 3
+    for stem, secs in (("toy_00000", 2.0), ("long", 6.0)):
+        audio, sr = sf.read(str(out / f"{stem}.wav"))
+        assert abs(len(audio) / sr - secs) < 0.05, (stem, len(audio) / sr)
+        info = probe_video(out / f"{stem}.mp4")
+        assert info.has_audio and abs(info.duration - secs) < 0.2

@@ -48,8 +48,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = Tru
 def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None = None,
              seconds: float | None = None, seed: int | None = None) -> list[Path]:
     """Music for each video: ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and
-    ``<stem>.json`` (seed, settings). ``seconds`` defaults to the video length (capped by
-    ``data.clip_seconds``, the length the model was trained on)."""
+    ``<stem>.json`` (seeds, settings). ``seconds`` defaults to the whole video; videos longer than
+    ``generate.window_seconds`` (default ``data.clip_seconds``, the trained length) are generated in
+    windows, each conditioned on its own frames, with ``generate.overlap_seconds`` of token prompt."""
     from .audio import write_wav
     from .generation import generate_tokens
     from .video import load_frames, mux_audio, probe_video
@@ -58,24 +59,37 @@ def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    window = float(cfg.generate.window_seconds or cfg.data.clip_seconds)
     for i, video in enumerate(videos):
         video = Path(video)
         dur = probe_video(video).duration
-        secs = min(dur, float(seconds or cfg.data.clip_seconds))
-        frames = load_frames([video], model.encoder.frame_spec, 0.0, secs)
-        with torch.inference_mode():
-            cond = model.encoder(frames)
+        secs = dur if seconds is None else min(dur, float(seconds))
         s = item_seed(cfg.generate.seed if seed is None else seed, video.stem)
-        toks = generate_tokens(model.layout, model.backbone, cond, int(round(secs * codec.frame_rate)), [s],
-                               sampling_from(cfg), text=[text[i]] if text else None,
-                               seconds=torch.tensor([secs]), delays=codec.delays, frame_rate=codec.frame_rate)
-        with torch.inference_mode():
-            audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
-        wav = write_wav(out / f"{video.stem}.wav", audio.cpu().numpy(), codec.sample_rate)
+        wav = out / f"{video.stem}.wav"
+        meta: dict[str, Any] = {"video": str(video), "seconds": secs, "run": str(run_dir),
+                                "text": text[i] if text else None}
+        if secs > window + 1e-6:  # long video: windows, each conditioned on its own frames
+            from .longform import generate_long
+
+            res = generate_long(model, codec, video, window, float(cfg.generate.overlap_seconds), seed=s,
+                                sampling=sampling_from(cfg), text=text[i] if text else None, seconds=secs,
+                                out_wav=wav)
+            meta.update(seed=s, window_seeds=res.seeds, window_seconds=window,
+                        overlap_seconds=float(cfg.generate.overlap_seconds))
+        else:
+            frames = load_frames([video], model.encoder.frame_spec, 0.0, secs)
+            with torch.inference_mode():
+                cond = model.encoder(frames)
+            toks = generate_tokens(model.layout, model.backbone, cond, int(round(secs * codec.frame_rate)), [s],
+                                   sampling_from(cfg), text=[text[i]] if text else None,
+                                   seconds=torch.tensor([secs]), delays=codec.delays, frame_rate=codec.frame_rate)
+            with torch.inference_mode():
+                audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
+            write_wav(wav, audio.cpu().numpy(), codec.sample_rate)
+            meta["seed"] = s
         mux_audio(video, wav, out / f"{video.stem}.mp4")
         with atomic_path(out / f"{video.stem}.json") as tmp:
-            tmp.write_text(json.dumps({"video": str(video), "seed": s, "seconds": secs, "run": str(run_dir),
-                                       "text": text[i] if text else None}, indent=1))
+            tmp.write_text(json.dumps(meta, indent=1))
         written.append(Path(wav))
     return written
 

@@ -71,6 +71,8 @@ class GenerateConfig:
     top_k: int = 0
     top_p: float = 0.0
     cfg_coef: float = 1.0
+    window_seconds: Optional[float] = None  # long videos: window length (None = data.clip_seconds)
+    overlap_seconds: float = 0.5  # audio-token prompt carried into the next window
 
 
 @dataclass

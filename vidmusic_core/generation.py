@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .codecs.delay import undo_delays
-from .layouts.music import DELAY_PAD, effective_delays
+from .layouts.music import delay_pad, effective_delays
 from .types import Backbone, BackboneInput, Condition, MusicTokens, SequenceLayout
 
 
@@ -85,7 +85,8 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
     cache = backbone.new_cache()
     last_only = "logits_positions" in inspect.signature(backbone.forward).parameters
     logits = _forward_last(backbone, layout.prompt(backbone, cond, txt, secs), cache, last_only)  # [B', K, V']
-    out = torch.full((B, K, n_cols), DELAY_PAD, dtype=torch.long, device=condition.tokens.device)
+    pad = delay_pad(backbone)
+    out = torch.full((B, K, n_cols), pad, dtype=torch.long, device=condition.tokens.device)
     stopped = torch.zeros(B, dtype=torch.bool, device=out.device)
     lengths = torch.full((B,), n_frames, dtype=torch.long, device=out.device)
     start = torch.tensor(d, device=out.device)
@@ -105,9 +106,9 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
             ended = (codes[:, 0] == eos_id) & ~stopped
             lengths[ended] = c - max(d)
             stopped |= ended
-            codes[:, 0] = codes[:, 0].masked_fill(codes[:, 0] == eos_id, DELAY_PAD)
+            codes[:, 0] = codes[:, 0].masked_fill(codes[:, 0] == eos_id, pad)
         live = (c >= start) & (c < start + n_frames)  # [K] codebooks with a real code at column c
-        codes = torch.where(live[None], codes, torch.full_like(codes, DELAY_PAD))
+        codes = torch.where(live[None], codes, torch.full_like(codes, pad))
         out[:, :, c] = codes
         if bool(stopped.all()) or c == n_cols - 1:
             break

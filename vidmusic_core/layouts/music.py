@@ -16,7 +16,13 @@ from torch import Tensor
 from ..codecs.delay import apply_delays, delay_mask
 from ..types import IGNORE_INDEX, Backbone, MusicTokens
 
-DELAY_PAD = 0  # input code at delayed (not yet started / finished) positions; never a label
+DELAY_PAD = 0  # input code at delayed positions for backbones without a special token; never a label
+
+
+def delay_pad(backbone: Backbone) -> int:
+    """Input code at delayed (not yet started / finished) positions: the backbone's ``special_id`` when it
+    has one (MusicGen's id = cardinality, as upstream), else :data:`DELAY_PAD`."""
+    return int(getattr(backbone, "special_id", DELAY_PAD))
 
 
 @dataclass
@@ -39,7 +45,8 @@ def build_music_part(backbone: Backbone, music: MusicTokens, delays: Sequence[in
     maxd = max(d)
     assert music.mask is not None
     lengths = music.mask.long().sum(dim=1)  # [B]
-    delayed = apply_delays(codes, d, DELAY_PAD)  # [B, K, S_m]
+    pad = delay_pad(backbone)
+    delayed = apply_delays(codes, d, pad)  # [B, K, S_m]
     S_m = T + maxd
     valid = torch.stack([torch.nn.functional.pad(delay_mask(K, int(n), d, codes.device), (0, T - int(n)))
                          for n in lengths])  # [B, K, S_m]
@@ -51,7 +58,7 @@ def build_music_part(backbone: Backbone, music: MusicTokens, delays: Sequence[in
             raise ValueError(f"{type(backbone).__name__} has no eos_id; set layout.train_eos=false")
         targets[torch.arange(B), 0, lengths + maxd] = eos_id
     col_mask = torch.arange(S_m, device=codes.device)[None] < (lengths + maxd)[:, None]  # [B, S_m]
-    embeds = backbone.embed(torch.where(valid, delayed, torch.full_like(delayed, DELAY_PAD)))  # [B, S_m, D]
+    embeds = backbone.embed(torch.where(valid, delayed, torch.full_like(delayed, pad)))  # [B, S_m, D]
     return MusicPart(embeds, col_mask, targets, delayed)
 
 
