@@ -36,6 +36,7 @@ from .types import (
     SequenceLayout,
     check_shapes,
     normalize_frames,
+    select_positions,
 )
 
 try:
@@ -49,5 +50,5 @@ __all__ = [
     "ImportReport", "Metric", "MusicCodec", "MusicTokens", "PluginError", "PluginHost", "Registry",
     "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
-    "load_state_strict", "load_weights", "normalize_frames", "save_component", "save_weights", "use_host",
+    "load_state_strict", "load_weights", "normalize_frames", "select_positions", "save_component", "save_weights", "use_host",
 ]

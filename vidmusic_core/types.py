@@ -280,6 +280,20 @@ class ImportReport:
         return not (self.missing or self.unexpected or self.shape_mismatches)
 
 
+def select_positions(hidden: Tensor, logits_positions: "str | Tensor | None") -> Tensor:
+    """The positions of ``hidden [B, S, D]`` a backbone computes logits for: ``"all"`` (or None),
+    ``"last"`` (generation), ``"none"`` or a long tensor of positions ``[S']`` -> ``[B, S', D]``."""
+    if isinstance(logits_positions, Tensor):
+        return hidden[:, logits_positions]
+    if logits_positions == "all" or logits_positions is None:
+        return hidden
+    if logits_positions == "last":
+        return hidden[:, -1:]
+    if logits_positions == "none":
+        return hidden[:, :0]
+    raise ValueError(f"logits_positions={logits_positions!r}: use 'all', 'last', 'none' or a tensor")
+
+
 # --------------------------------------------------------------------------------------------------
 # Component contracts
 # --------------------------------------------------------------------------------------------------

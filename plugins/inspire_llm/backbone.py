@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
-from vidmusic_core import IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError
+from vidmusic_core import (IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError,
+                           select_positions)
 
 #: structure label -> chorus_embedding row. Upstream's *training* map (dataset/processor.py CHORUS);
 #: its inference CLIs use a different one (verse 1, chorus 2), which we do not follow.
@@ -338,16 +339,7 @@ class InspireBackbone(Backbone):
         out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos,
                         past_key_values=cache, use_cache=cache is not None)
         hidden = out.last_hidden_state  # [B, S, D]
-        if isinstance(logits_positions, Tensor):
-            sel = hidden[:, logits_positions]
-        elif logits_positions == "all" or logits_positions is None:
-            sel = hidden
-        elif logits_positions == "last":
-            sel = hidden[:, -1:]
-        elif logits_positions == "none":
-            sel = hidden[:, :0]
-        else:
-            raise ValueError(f"logits_positions={logits_positions!r}: use 'all', 'last', 'none' or a tensor")
+        sel = select_positions(hidden, logits_positions)
         return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)
 
     def loss(self, inp: BackboneInput) -> Tensor:

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from vidmusic_core import IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError
+from vidmusic_core import (IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError,
+                           select_positions)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -348,16 +349,7 @@ class MusicgenBackbone(Backbone):
         if cache is not None:
             cache.length = past + S
         hidden = self.out_norm(x)
-        if isinstance(logits_positions, Tensor):
-            sel = hidden[:, logits_positions]
-        elif logits_positions == "all" or logits_positions is None:
-            sel = hidden
-        elif logits_positions == "last":
-            sel = hidden[:, -1:]
-        elif logits_positions == "none":
-            sel = hidden[:, :0]
-        else:
-            raise ValueError(f"logits_positions={logits_positions!r}: use 'all', 'last', 'none' or a tensor")
+        sel = select_positions(hidden, logits_positions)
         return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)
 
     def loss(self, inp: BackboneInput) -> Tensor:
