@@ -135,3 +135,21 @@ def test_generate_cli_short_and_long_video(prepared, tmp_path):
         assert abs(len(audio) / sr - secs) < 0.05, (stem, len(audio) / sr)
         info = probe_video(out / f"{stem}.mp4")
         assert info.has_audio and abs(info.duration - secs) < 0.2
+
+
+def test_ema_weights_saved_and_used(prepared):
+    import torch
+
+    from vidmusic_core.checkpoint import load_weights
+
+    root, data = prepared
+    run_dir = root / "ema"
+    vm("train", *SMALL, f"data.root={data}", "train.steps=4", "train.ema=0.5", "--run-dir", str(run_dir))
+    last = run_dir / "checkpoints" / "last"
+    raw, ema = load_weights(last / "model.safetensors"), load_weights(last / "ema.safetensors")
+    key = next(k for k in ema if "llm_decoder.weight" in k)
+    assert not torch.equal(raw[key], ema[key])  # the average lags the weights
+    from vidmusic_core.runs import load_trained
+
+    _, model, _ = load_trained(run_dir)
+    assert torch.equal(model.state_dict()[key], ema[key])  # generation uses the average

@@ -56,7 +56,9 @@ class TrainConfig:
     warmup_steps: int = 50
     grad_clip: float = 1.0
     grad_accum: int = 1
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast where the device supports it; CPU stays fp32)
+    ema: float = 0.0  # > 0: keep an exponential moving average of the weights (e.g. 0.999), used to generate
+    compile: bool = field(default=False, metadata=NO_HASH)  # torch.compile the model for training
     log_every: int = field(default=10, metadata=NO_HASH)
     ckpt_every: int = field(default=200, metadata=NO_HASH)
 

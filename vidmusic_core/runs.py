@@ -100,4 +100,6 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[DictConfig, 
     codec = load_component(cdir / "codec", expected_kind="codec")
     model = build_model(cfg, codec)
     load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
+    if (ckpt / "ema.safetensors").is_file():  # train.ema > 0: generate with the averaged weights
+        model.load_state_dict(load_weights(ckpt / "ema.safetensors"), strict=False)
     return cfg, model.to(device).eval(), codec.to(device).eval()

@@ -35,6 +35,7 @@ from .types import MusicCodec
 
 CKPT_DIR = "checkpoints"
 STATE_NAME = "train_state.pt"
+EMA_NAME = "ema.safetensors"
 
 
 class TrainingError(VidmusicError):
@@ -108,13 +109,16 @@ def load_training_data(cfg: DictConfig, model: VidMusicModel, split: str = "trai
     return CachedDataset(items, ShardStore(edir), ShardStore(cdir), split=split)
 
 
-def _atomic_checkpoint(run_dir: Path, model: nn.Module, state: dict[str, Any]) -> Path:
+def _atomic_checkpoint(run_dir: Path, model: nn.Module, state: dict[str, Any],
+                       ema: dict[str, torch.Tensor] | None = None) -> Path:
     ckpts = run_dir / CKPT_DIR
     ckpts.mkdir(parents=True, exist_ok=True)
     tmp, last, old = ckpts / "last.tmp", ckpts / "last", ckpts / "last.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_weights(model.state_dict(), tmp / "model.safetensors")
+    if ema is not None:
+        save_weights(ema, tmp / EMA_NAME)
     torch.save(state, tmp / STATE_NAME)
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -188,13 +192,20 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
         step = int(state["step"])
         if rank == 0:
             _truncate_metrics(metrics_path, step)
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()} if tc.ema > 0 else None
+    if ema is not None and ckpt is not None and (ckpt / EMA_NAME).is_file():
+        ema = {k: v.to(device) for k, v in load_weights(ckpt / EMA_NAME).items()}
     ddp_model: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp_model = DistributedDataParallel(model, find_unused_parameters=True)
+    if tc.compile:
+        ddp_model = torch.compile(ddp_model)  # type: ignore[assignment]
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype and device.type == "cuda" else nullcontext()
+    use_amp = amp_dtype is not None and device.type == "cuda"
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     end = min(tc.steps, max_steps if max_steps is not None else tc.steps)
     stream = batch_stream(data, tc.batch_size, tc.seed, step * tc.grad_accum, rank, world)
     model.train()
@@ -211,15 +222,22 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
             batch = _to_device(next(stream), device)
             with autocast:
                 loss = ddp_model(batch, codec.frame_rate) / tc.grad_accum
-            loss.backward()
+            scaler.scale(loss).backward()
             total += float(loss.detach())
         if not math.isfinite(total):
             raise TrainingError(f"loss is {total} at step {step + 1}; training stopped. The last good checkpoint "
                                 f"(step {step - step % tc.ckpt_every}) is in {run_dir / CKPT_DIR}. Lower "
                                 "train.lr or check the data.")
+        scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip) if tc.grad_clip > 0 else torch.tensor(0.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
+        if ema is not None:
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if k in ema:
+                        ema[k].lerp_(v, 1.0 - tc.ema)
         step += 1
         last_loss = total
         bar.update(1)
@@ -230,7 +248,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
                                     "grad_norm": float(grad_norm), "time": time.perf_counter() - t0}) + "\n")
         if rank == 0 and (step % tc.ckpt_every == 0 or step == end):
             _atomic_checkpoint(run_dir, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                                "rng": _rng_state(), "step": step})
+                                                "rng": _rng_state(), "step": step}, ema)
     bar.close()
     if world > 1:
         _check_replicas(model, run_dir, rank, world)
