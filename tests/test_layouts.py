@@ -199,3 +199,16 @@ def test_generation_eos_banned_before_min_frames():
     out = generate_tokens(m.layout, m.backbone, condition(), 20, seeds=[0, 1],
                           sampling=SamplingConfig(use_eos=True, min_frames=7), delays=(0,))
     assert out.mask.sum(dim=1).tolist() == [7, 7]
+
+
+def test_repetition_aware_sampling_breaks_loops():
+    """With a backbone that always prefers one code, RAS (window 10, tau 0.1 -> any repeat) resamples."""
+    m = model("prefix", K=1, delays=(0,)).eval()
+    with torch.no_grad():
+        m.backbone.llm_decoder.bias[5] = 3.0  # code 5 is the top choice (p ~ 0.4 of the full distribution)
+    greedy_like = SamplingConfig(top_k=1)
+    plain = generate_tokens(m.layout, m.backbone, condition(), 30, seeds=[0, 1], sampling=greedy_like, delays=(0,))
+    assert (plain.codes == 5).all()
+    ras = SamplingConfig(top_k=1, ras_window=10, ras_tau=0.1)
+    out = generate_tokens(m.layout, m.backbone, condition(), 30, seeds=[0, 1], sampling=ras, delays=(0,))
+    assert 0.1 < (out.codes == 5).float().mean() < 0.8  # repeats get resampled from the full distribution

@@ -73,6 +73,8 @@ class GenerateConfig:
     top_k: int = 0
     top_p: float = 0.0
     cfg_coef: float = 1.0
+    ras_window: int = 0  # repetition-aware sampling window (InspireMusic: 10); 0 = off
+    ras_tau: float = 0.1
     window_seconds: Optional[float] = None  # long videos: window length (None = data.clip_seconds)
     overlap_seconds: float = 0.5  # audio-token prompt carried into the next window
 

@@ -29,6 +29,8 @@ class SamplingConfig:
     cfg_coef: float = 1.0  # 1 = no guidance (no null rows are run)
     use_eos: bool = False  # stop a row when codebook 0 samples EOS (after min_frames)
     min_frames: int = 0
+    ras_window: int = 0  # repetition-aware sampling (InspireMusic): 0 = off, upstream uses 10
+    ras_tau: float = 0.1  # resample from the unfiltered distribution when the token filled >= tau of the window
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
@@ -50,6 +52,19 @@ def sample(logits: Tensor, generators: Sequence[torch.Generator], temperature: f
         return logits.argmax(dim=-1)
     probs = (logits.float() / temperature).softmax(dim=-1)
     return torch.stack([torch.multinomial(probs[b], 1, generator=generators[b])[:, 0] for b in range(probs.shape[0])])
+
+
+def _repetition_aware(codes: Tensor, logits: Tensor, history: Tensor, sc: SamplingConfig,
+                      gens: Sequence[torch.Generator]) -> Tensor:
+    """InspireMusic's RAS (``utils/common.py::ras_sampling``): where the sampled code already fills at least
+    ``ras_tau`` of the last ``ras_window`` columns, sample again from the unfiltered distribution.
+    ``codes [B, K]``, ``logits [B, K, V]``, ``history [B, K, W]``."""
+    repeats = (history == codes[..., None]).sum(dim=-1)  # [B, K]
+    redo = repeats >= sc.ras_window * sc.ras_tau
+    if not bool(redo.any()):
+        return codes
+    again = sample(logits, gens, max(sc.temperature, 1e-6))
+    return torch.where(redo, again, codes)
 
 
 def _forward_last(backbone: Backbone, inp: BackboneInput, cache: Any, last_only: bool) -> Tensor:
@@ -100,8 +115,10 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
         logits[..., V:] = float("-inf")  # EOS and any extra ids off …
         if eos_logit is not None:
             logits[:, 0, eos_id] = eos_logit  # … except EOS on codebook 0 once allowed
-        logits = filter_logits(logits, sc.top_k, sc.top_p)
-        codes = sample(logits, gens, sc.temperature)  # [B, K]
+        filtered = filter_logits(logits, sc.top_k, sc.top_p)
+        codes = sample(filtered, gens, sc.temperature)  # [B, K]
+        if sc.ras_window > 0 and c > 0:
+            codes = _repetition_aware(codes, logits, out[:, :, max(0, c - sc.ras_window):c], sc, gens)
         if allow_eos:
             ended = (codes[:, 0] == eos_id) & ~stopped
             lengths[ended] = c - max(d)

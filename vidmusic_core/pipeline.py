@@ -37,7 +37,8 @@ def item_seed(base: int, name: str) -> int:
 
 def sampling_from(cfg: DictConfig) -> SamplingConfig:
     g = cfg.generate
-    return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef)
+    return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
+                          ras_window=g.ras_window, ras_tau=g.ras_tau)
 
 
 def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffle: bool = False,
