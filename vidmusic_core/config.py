@@ -229,8 +229,8 @@ def compose(
             if section in COMPONENT_SECTIONS and "name" in values:
                 new = values["name"]
                 old = merged[section].get("name")
-                if old is not None and new is not None and _canonical(reg, section, new) != _canonical(reg, section, old):
-                    merged[section] = {}
+                if old is not None and (new is None or _canonical(reg, section, new) != _canonical(reg, section, old)):
+                    merged[section] = {}  # another component (or none): the old one's options no longer apply
             merged[section] = _deep_merge(merged[section], values)
 
     # 2. type-check each section
