@@ -67,7 +67,7 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
         n_frames = int(round(float(secs.max()) * codec.frame_rate))
         seeds = [item_seed(cfg.generate.seed, it.name) for it, _ in chunk]
         toks = generate_tokens(model.layout, model.backbone, cond, n_frames, seeds, sampling_from(cfg),
-                               text=[it.text for it, _ in chunk], seconds=secs, delays=codec.delays,
+                               text=[src.text for _, src in chunk], seconds=secs, delays=codec.delays,
                                frame_rate=codec.frame_rate)
         with torch.inference_mode():
             audio = codec.decode(toks)  # [B, 1, L]
