@@ -7,6 +7,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .checkpoint import atomic_path, load_component, load_state_strict, load_weights, save_component, save_weights
+from .data.toy_soundfont import fixed_soundfont_path
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -49,6 +50,6 @@ __all__ = [
     "Component", "Condition", "ConditionEncoder", "ConfigError", "DuplicateComponentError", "FrameSpec", "Frames",
     "ImportReport", "Metric", "MusicCodec", "MusicTokens", "PluginError", "PluginHost", "Registry",
     "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
-    "build", "check_shapes", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
+    "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
     "load_state_strict", "load_weights", "normalize_frames", "select_positions", "save_component", "save_weights", "use_host",
 ]

@@ -1,0 +1,268 @@
+"""Codec ``remi``: MIDI <-> one token stream ``[attribute prefix] <sep> [music]`` (MuseCoco's layout).
+
+Token stream of one score (``vocab="remi"``)::
+
+    I1s2_0_1 … TM1_0  <sep>  Bar_None TimeSig_4/4 Position_0 Tempo_135.61 Position_4 Program_-1 PitchDrum_36 …
+
+- prefix (``attribute_prefix=True``): the 63 MuseCoco attribute tokens of the score's objective
+  attributes (:mod:`.attributes`; subjective keys NA, or the values given to :meth:`RemiCodec.encode`),
+  then ``<sep>``;
+- music, ``vocab="remi"``: miditok REMI with programs on a symusic Score (12 positions per quarter,
+  durations 1/12 quarter up to 4 quarters then 1/4, 32 velocities, 49 log-scale tempos over 16-256
+  qpm = MuseCoco's tempo grid, time signatures, pitches 0-127, drums as ``Program_-1 PitchDrum_*``);
+  ``vocab="musecoco"``: upstream's ``o- i- p- d- v- s- t- b-1`` grammar and ``dict.txt`` ids
+  (:mod:`.remigen`), for imported checkpoints.
+
+Ids are fairseq-style (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2 = EOS, ``<unk>`` 3). ``encode`` returns
+``MusicTokens(codes [B, 1, T], mask [B, T])`` right-padded with ``<pad>``; ``decode`` returns one
+``symusic.Score`` per row (the prefix is skipped, the row stops at ``</s>``, a truncated tail is repaired
+as upstream's ``clean_remi_token``); ``render`` synthesises audio ``[B, 1, L]`` with the General MIDI
+soundfont of the pretty_midi wheel (nothing is downloaded); ``write_midi`` writes ``.mid`` atomically.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vidmusic_core import ConfigError, MusicCodec, MusicTokens, atomic_path
+
+from . import remigen
+from .attributes import Values, clip_score, extract_attributes, load_score, tokens_to_values, values_to_tokens
+from .vocab import EOS, PAD, PREFIX_LENGTH, SEP, SPECIALS, Vocab, attribute_tokens, musecoco_symbols
+
+VOCABS = ("remi", "musecoco")
+NOTE_PARTS = ("Program_", "Pitch_", "PitchDrum_", "Velocity_")
+
+
+def miditok_config() -> Any:
+    """The miditok ``TokenizerConfig`` of ``vocab="remi"`` (fixed: the ids depend on it)."""
+    import miditok
+
+    return miditok.TokenizerConfig(
+        pitch_range=(0, 127), beat_res={(0, 4): 12, (4, 12): 4}, num_velocities=32, special_tokens=["PAD"],
+        use_programs=True, one_token_stream_for_programs=True, programs=list(range(-1, 128)),
+        use_time_signatures=True, use_tempos=True, num_tempos=49, tempo_range=(16, 256), log_tempos=True)
+
+
+def soundfont_path() -> Path:
+    """The General MIDI soundfont of the pretty_midi wheel, with the root-key fix symusic needs."""
+    from vidmusic_core import fixed_soundfont_path
+
+    return Path(fixed_soundfont_path())
+
+
+def repair_remi(tokens: Sequence[str]) -> list[str]:
+    """Truncated-tail repair for miditok REMI: drop everything after the last complete note
+    (``… Duration_*``) when the tail holds an incomplete note or a dangling ``Position``."""
+    toks = list(tokens)
+    last = max((i for i, t in enumerate(toks) if t.startswith("Duration_")), default=-1)
+    tail = toks[last + 1:]
+    if any(t.startswith(NOTE_PARTS + ("Position_",)) for t in tail):
+        toks = toks[:last + 1]
+    return toks
+
+
+@dataclass
+class RemiConfig:
+    """``codec.*`` options of ``remi``.
+
+    ``vocab``: ``remi`` (miditok REMI + programs) | ``musecoco`` (upstream vocabulary, 1253 ids).
+    ``attribute_prefix``: put the 63 attribute tokens + ``<sep>`` before the music. ``sample_rate``:
+    of ``render``. ``soundfont``: an .sf2/.sf3 path (None: pretty_midi's TimGM6mb.sf2, root-key fixed).
+    ``tpq``: ticks per quarter of decoded scores. ``max_tokens``: cut encoded rows to this many tokens
+    (None: no limit; the cut is repaired like a generated tail).
+    """
+
+    vocab: str = "remi"
+    attribute_prefix: bool = True
+    sample_rate: int = 32000
+    soundfont: Optional[str] = None
+    tpq: int = 480
+    max_tokens: Optional[int] = None
+
+
+ScoreInput = Union[Any, str, os.PathLike]
+
+
+class RemiCodec(MusicCodec):
+    """Symbolic codec: ``frame_rate`` None, one codebook of ``cardinality`` = vocabulary size."""
+
+    Config = RemiConfig
+
+    def __init__(self, cfg: Optional[RemiConfig] = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or RemiConfig()
+        if cfg.vocab not in VOCABS:
+            raise ConfigError(f"codec.vocab={cfg.vocab!r}; choose one of {', '.join(VOCABS)}")
+        if cfg.vocab == "remi":
+            import miditok
+
+            self.tokenizer = miditok.REMI(miditok_config())
+            music = [t for t, _ in sorted(self.tokenizer.vocab.items(), key=lambda kv: kv[1]) if t != "PAD_None"]
+            self.vocab = Vocab(list(SPECIALS) + music + [SEP] + attribute_tokens())
+        else:
+            self.tokenizer = None
+            self.vocab = Vocab(list(SPECIALS) + musecoco_symbols())
+        self.vocab_name = cfg.vocab  # the backbone's ``vocab`` must be the same
+        self.sample_rate = cfg.sample_rate
+        self.frame_rate = None
+        self.n_codebooks = 1
+        self.cardinality = len(self.vocab)
+        self.delays = ()
+        self.eos_id, self.pad_id, self.sep_id = EOS, PAD, self.vocab.sep
+        self.prefix_length = PREFIX_LENGTH if cfg.attribute_prefix else 0
+        not_music = set(SPECIALS) | {SEP} | set(attribute_tokens())
+        self._music_set = frozenset(s for s in self.vocab.symbols if s not in not_music)
+
+    # -- tokens --------------------------------------------------------------------------------
+    def music_tokens(self, score: Any) -> list[str]:
+        """Music token strings of a Score (no prefix)."""
+        if self.tokenizer is None:
+            return remigen.encode_score(score)
+        if not any(len(tr.notes) for tr in score.tracks):
+            return []
+        seq = self.tokenizer.encode(score)
+        return list(seq.tokens if hasattr(seq, "tokens") else seq[0].tokens)
+
+    def token_strings(self, score: ScoreInput, attributes: Optional[Mapping[str, Any]] = None,
+                      seconds: Optional[float] = None) -> list[str]:
+        """``[attribute tokens] <sep> [music tokens]`` of one score or ``.mid`` path. ``attributes``:
+        values to use instead of the extracted ones (keys not given are extracted; see attributes.py).
+        ``seconds``: keep only the notes that start before it (a clip of the piece)."""
+        if isinstance(score, Tensor):
+            raise TypeError("codec remi encodes MIDI (a symusic Score or a .mid path), not audio")
+        score = load_score(score)
+        if seconds is not None:
+            score = clip_score(score, seconds)
+        music = self.music_tokens(score)
+        if self.cfg.max_tokens is not None and len(music) > self.cfg.max_tokens - self.prefix_length:
+            music = self.repair(music[: max(0, self.cfg.max_tokens - self.prefix_length)])
+        if not self.cfg.attribute_prefix:
+            return music
+        values = extract_attributes(score)
+        if attributes:
+            values.update({k: v for k, v in attributes.items() if k in values})
+        return values_to_tokens(values) + [SEP] + music
+
+    def encode(self, scores: Union[ScoreInput, Sequence[ScoreInput]],  # type: ignore[override]
+               attributes: Optional[Sequence[Optional[Mapping[str, Any]]]] = None,
+               seconds: Optional[float] = None) -> MusicTokens:
+        """Score(s) or ``.mid`` path(s) -> ``MusicTokens(codes long [B, 1, T], mask [B, T])`` (see
+        :meth:`token_strings` for ``attributes``, one mapping or None per item, and ``seconds``)."""
+        items = list(scores) if isinstance(scores, (list, tuple)) else [scores]
+        attrs = list(attributes) if attributes is not None else [None] * len(items)
+        rows = [self.vocab.encode(self.token_strings(s, a, seconds)) for s, a in zip(items, attrs)]
+        T = max(1, max(len(r) for r in rows))
+        codes = torch.full((len(rows), 1, T), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), T, dtype=torch.bool)
+        for b, r in enumerate(rows):
+            codes[b, 0, :len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[b, :len(r)] = True
+        return MusicTokens(codes, mask, None)
+
+    def rows(self, tokens: Union[MusicTokens, Tensor, Sequence[Any]]) -> list[list[str]]:
+        """Token strings per row of ``MusicTokens``/``[B, 1, T]``/``[B, T]``/``[T]`` ids, or of lists of
+        ids or strings (masked positions dropped)."""
+        if isinstance(tokens, MusicTokens):
+            assert tokens.mask is not None
+            return [self.vocab.decode(tokens.codes[b, 0][tokens.mask[b]].tolist()) for b in range(tokens.codes.shape[0])]
+        if isinstance(tokens, Tensor):
+            t = tokens.reshape(-1, tokens.shape[-1]) if tokens.dim() != 1 else tokens[None]
+            return [self.vocab.decode(r.tolist()) for r in t]
+        seq = list(tokens)
+        if not seq or isinstance(seq[0], (str, int, np.integer)):
+            seq = [seq]
+        return [[t if isinstance(t, str) else self.vocab[int(t)] for t in row] for row in seq]
+
+    def split(self, row: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(attribute tokens, music tokens) of one row: the prefix ends at ``<sep>``; the music stops at
+        ``</s>``; specials and stray attribute tokens are dropped from the music."""
+        row = list(row)
+        prefix: list[str] = []
+        if SEP in row:
+            i = row.index(SEP)
+            prefix, row = row[:i], row[i + 1:]
+        if SPECIALS[EOS] in row:
+            row = row[: row.index(SPECIALS[EOS])]
+        return prefix, [t for t in row if t in self._music_set]
+
+    def repair(self, music: Sequence[str]) -> list[str]:
+        """Repair a truncated tail (see :func:`repair_remi` and :func:`.remigen.repair`)."""
+        return repair_remi(music) if self.tokenizer is not None else remigen.repair(music)
+
+    def attributes_of(self, tokens: Union[MusicTokens, Tensor, Sequence[Any]]) -> list[Values]:
+        """The attribute values written in each row's prefix (NA where absent)."""
+        return [tokens_to_values(self.split(r)[0]) for r in self.rows(tokens)]
+
+    # -- decode / render -----------------------------------------------------------------------
+    def decode_music(self, music: Sequence[str]) -> Any:
+        """Music token strings (no prefix) -> symusic Score at ``tpq`` ticks per quarter."""
+        from symusic import Score
+
+        music = self.repair(music)
+        if self.tokenizer is None:
+            return remigen.decode_tokens(music, self.cfg.tpq)
+        if not music:
+            return Score(self.cfg.tpq)
+        ids = [self.tokenizer.vocab[t] for t in music if t in self.tokenizer.vocab]
+        score = self.tokenizer.decode(ids)
+        return score.resample(self.cfg.tpq) if score.ticks_per_quarter != self.cfg.tpq else score
+
+    def decode(self, tokens: Union[MusicTokens, Tensor, Sequence[Any]]) -> list[Any]:  # type: ignore[override]
+        """Tokens -> one ``symusic.Score`` per row (use :meth:`render` for audio)."""
+        return [self.decode_music(self.split(r)[1]) for r in self.rows(tokens)]
+
+    @cached_property
+    def _soundfont(self) -> str:
+        path = Path(self.cfg.soundfont) if self.cfg.soundfont else soundfont_path()
+        if not path.is_file():
+            raise ConfigError(f"codec.soundfont={str(path)!r} does not exist; give an .sf2/.sf3 file or leave it unset")
+        return str(path)
+
+    def render(self, x: Union[MusicTokens, Tensor, Any, Sequence[Any]], sample_rate: Optional[int] = None,
+               seconds: Optional[float] = None) -> Tensor:
+        """Tokens or Score(s) -> mono float32 audio ``[B, 1, L]`` (peak-normalised to 0.89; rows padded
+        with silence to the longest, or cut/padded to ``seconds``)."""
+        from symusic import Synthesizer
+
+        scores = self._scores(x)
+        sr = int(sample_rate or self.sample_rate)
+        synth = Synthesizer(sf_path=self._soundfont, sample_rate=sr, quality=0)
+        outs = []
+        for s in scores:
+            if any(len(tr.notes) for tr in s.tracks):
+                a = np.asarray(synth.render(s, stereo=False), dtype=np.float32)[0]
+                peak = float(np.abs(a).max())
+                a = a * (0.89 / peak) if peak > 0 else a
+            else:
+                a = np.zeros(0, np.float32)
+            outs.append(a)
+        L = int(round(seconds * sr)) if seconds is not None else max(1, max(len(a) for a in outs))
+        audio = torch.zeros(len(outs), 1, L)
+        for b, a in enumerate(outs):
+            n = min(L, len(a))
+            audio[b, 0, :n] = torch.from_numpy(a[:n].copy())
+        return audio
+
+    def write_midi(self, x: Union[MusicTokens, Tensor, Any], path: Union[str, os.PathLike]) -> Path:
+        """Write the first row's Score (or the Score ``x``) as ``.mid`` (atomically)."""
+        score = self._scores(x)[0]
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            score.dump_midi(str(tmp))
+        return path
+
+    def _scores(self, x: Any) -> list[Any]:
+        if isinstance(x, (MusicTokens, Tensor)):
+            return self.decode(x)
+        items = list(x) if isinstance(x, (list, tuple)) else [x]
+        if items and all(hasattr(i, "tracks") for i in items):
+            return [load_score(i) for i in items]
+        return self.decode(x)
