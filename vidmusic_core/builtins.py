@@ -13,6 +13,15 @@ def register_codecs(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
+def register_encoders(register):  # type: ignore[no-untyped-def]
+    from .encoders.concat import ConcatEncoder
+    from .encoders.motion import MotionEncoder
+
+    register("motion", MotionEncoder, MotionEncoder.Config)
+    register("concat", ConcatEncoder, ConcatEncoder.Config)
+
+
+@hookimpl
 def register_layouts(register):  # type: ignore[no-untyped-def]
     from .layouts.cross import CrossLayout
     from .layouts.prefix import AlignedLayout, PrefixLayout
