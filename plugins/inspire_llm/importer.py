@@ -13,6 +13,8 @@ files (upstream loads Qwen2 from the same directory, ``basemodel_path``). We rea
 The backbone is built with those sizes, the weights are checked key by key and loaded strictly, and
 ``model.safetensors`` + ``config.yaml`` are written (plus ``qwen/``: a copy of config.json and the
 tokenizer files, which ``backbone.qwen_dir`` points to). Nothing is written when keys do not match.
+When the model directory has a ``wavtokenizer/`` folder (``config.yaml`` + ``model.pt``) it is imported into
+``OUT/wavtokenizer/`` as a ``wavtokenizer`` codec (``inspire_llm.wavtokenizer``); without one, a note says so.
 """
 from __future__ import annotations
 
@@ -217,4 +219,7 @@ def import_inspiremusic(source: Path, out_dir: Path, cfg: Optional[InspireImport
                 shutil.copyfile(qwen_dir / name, qdst / name)
         bcfg.qwen_dir = str(qdst.resolve())
     save_component(out_dir, model, "backbone", "inspire", bcfg)
+    from .wavtokenizer import import_wavtokenizer_folder  # local: only when importing
+
+    import_wavtokenizer_folder(model_dir, out_dir, report)  # MODEL_DIR/wavtokenizer/ -> OUT/wavtokenizer/
     return report
