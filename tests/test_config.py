@@ -128,3 +128,11 @@ def test_resolved_config_roundtrips_yaml():
     cfg = compose(presets=["toy"], sugar={"encoder": "clip"})
     again = OmegaConf.create(to_yaml(cfg))
     assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+
+
+def test_preset_layout_follows_the_backbone_but_explicit_layout_is_kept():
+    cfg = compose(sugar={"backbone": "musicgen"})  # the default preset's layout (aligned) is not supported
+    assert cfg.layout.name == "cross" and "prefix_condition" not in cfg.layout
+    explicit = compose(sugar={"backbone": "musicgen", "layout": "prefix"})
+    assert explicit.layout.name == "prefix"  # kept: building the model then names both in an error
+    assert compose(sugar={"backbone": "inspire"}).layout.name == "aligned"

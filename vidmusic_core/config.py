@@ -216,6 +216,7 @@ def compose(
 
     # 1. merge layers section by section (untyped), resetting a component section when its name changes
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    name_from: dict[str, str] = {}  # component section -> the layer that set its name
     for where, layer in layers:
         raw = OmegaConf.to_container(layer, resolve=False)
         assert isinstance(raw, dict)
@@ -232,6 +233,9 @@ def compose(
                 if old is not None and (new is None or _canonical(reg, section, new) != _canonical(reg, section, old)):
                     merged[section] = {}  # another component (or none): the old one's options no longer apply
             merged[section] = _deep_merge(merged[section], values)
+            if section in COMPONENT_SECTIONS and "name" in values:
+                name_from[section] = where
+    _follow_backbone_layouts(merged, name_from, reg)
 
     # 2. type-check each section
     out: dict[str, Any] = {}
@@ -260,6 +264,18 @@ def compose(
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def _follow_backbone_layouts(merged: dict[str, dict[str, Any]], name_from: dict[str, str], reg: Registry) -> None:
+    """A layout chosen only by a preset yields to the backbone: if the backbone does not support it,
+    take the backbone's first supported layout (with its defaults). A layout the user chose explicitly
+    is kept (and an unsupported pairing is then an error when the model is built)."""
+    layout, backbone = merged["layout"].get("name"), merged["backbone"].get("name")
+    if layout is None or backbone is None or not name_from.get("layout", "").startswith("preset "):
+        return
+    supported = getattr(reg.get("backbone", str(backbone)).factory, "supported_layouts", ())
+    if supported and _canonical(reg, "layout", layout) not in supported:
+        merged["layout"] = {"name": supported[0]}
 
 
 def _canonical(reg: Registry, section: str, name: Any) -> str:
