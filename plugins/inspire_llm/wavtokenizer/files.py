@@ -3,7 +3,7 @@
 InspireMusic ships ``<model dir>/wavtokenizer/{config.yaml, model.pt}``; upstream loads them with
 ``WavTokenizer.from_pretrained_feat`` (``inspiremusic/wavtokenizer/decoder/pretrained.py``): the classes and
 arguments come from ``model.init_args.{feature_extractor,backbone,head}`` of the yaml (``class_path`` +
-``init_args``, Lightning CLI style), the weights from ``torch.load(model.pt)["state_dict"]`` keeping the keys
+``init_args``, Lightning CLI style), the weights from ``model.pt``'s ``state_dict`` keeping the keys
 that start with ``feature_extractor.``, ``backbone.`` or ``head.``.
 
 Here: the yaml is read as plain data (``yaml.safe_load``; nothing named in it is imported); the
