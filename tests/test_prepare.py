@@ -57,9 +57,9 @@ def test_cli_prepare_writes_manifest_and_shards(data, tmp_path):
     ds = CachedDataset(items, ShardStore(enc[0]), ShardStore(cod[0]), split=None)
     ex = ds[0]
     assert ex["features"]["clip"].shape == (4, 1, 64)  # 2 s at 2 fps, CLS token, width 64 (tiny default)
-    assert ex["codes"].shape == (4, 100) and ex["codes"].max() < 16  # 4 codebooks, 50 Hz x 2 s
+    assert ex["codes"].shape == (2, 50) and ex["codes"].max() < 16  # default codec: 2 codebooks, 25 Hz x 2 s
     batch = collate([ds[i] for i in range(3)])
-    assert batch["codes"].shape == (3, 4, 100) and batch["features"]["clip"].shape == (3, 4, 1, 64)
+    assert batch["codes"].shape == (3, 2, 50) and batch["features"]["clip"].shape == (3, 4, 1, 64)
 
 
 def test_bad_items_reported_and_strict(data, tmp_path):

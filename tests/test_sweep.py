@@ -21,7 +21,7 @@ def test_parse_grid():
 
 
 def test_sweep_2x2_smoke(tmp_path):
-    base = ["-p", "smoke", "encoder.image_size=32", "encoder.patch_size=16", "data.toy_n=8", "data.toy_seconds=2",
+    base = ["-p", "smoke", "--encoder", "clip", "encoder.image_size=32", "encoder.patch_size=16", "data.toy_n=8", "data.toy_seconds=2",
             "data.clip_seconds=2", "codec.cardinality=16", "codec.n_mels=32", "train.steps=4", "train.batch_size=2",
             f"run.root={tmp_path}", "eval.metrics=[beat_f1,tempo_acc]"]
     out = subprocess.run([str(BIN / "vidmusic"), "sweep", *base, "--grid", "layout.name=prefix,aligned",
