@@ -59,6 +59,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast where the device supports it; CPU stays fp32)
     ema: float = 0.0  # > 0: keep an exponential moving average of the weights (e.g. 0.999), used to generate
     compile: bool = field(default=False, metadata=NO_HASH)  # torch.compile the model for training
+    fsdp: bool = field(default=False, metadata=NO_HASH)  # under torchrun: shard params/grads/optimizer (FSDP2)
+    tensorboard: bool = field(default=False, metadata=NO_HASH)  # also log to <run>/tensorboard (pip install tensorboard)
     log_every: int = field(default=10, metadata=NO_HASH)
     ckpt_every: int = field(default=200, metadata=NO_HASH)
 

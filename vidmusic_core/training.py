@@ -5,8 +5,10 @@ A run directory holds ``config.yaml`` (the resolved run config), ``metrics.jsonl
 logged step) and ``checkpoints/last/`` = ``model.safetensors`` (all weights of the model) +
 ``train_state.pt`` (optimizer, scheduler, RNG states, step; read with ``torch.load(weights_only=True)``).
 A checkpoint directory is written beside the old one and swapped in by rename, so a crash never leaves
-a half-written checkpoint. ``resume`` continues from ``last``: the data order is a function of
-(seed, epoch) and the step, so the resumed loss curve equals the uninterrupted one.
+a half-written checkpoint. ``train.fsdp=true`` under torchrun shards parameters, gradients and optimizer
+state (PyTorch FSDP2, one unit at the model root); checkpoints still hold whole tensors. ``resume``
+continues from ``last``: the data order is a function of (seed, epoch) and the step, so the resumed
+loss curve equals the uninterrupted one.
 """
 from __future__ import annotations
 
@@ -109,14 +111,35 @@ def load_training_data(cfg: DictConfig, model: VidMusicModel, split: str = "trai
     return CachedDataset(items, ShardStore(edir), ShardStore(cdir), split=split)
 
 
-def _atomic_checkpoint(run_dir: Path, model: nn.Module, state: dict[str, Any],
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer for ``run_dir/tensorboard`` (the optional ``tensorboard`` package)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise TrainingError("train.tensorboard=true needs the tensorboard package: pip install "
+                            "'vidmusic[tensorboard]' (or set train.tensorboard=false)") from exc
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _full_states(model: nn.Module, opt: torch.optim.Optimizer, fsdp: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Whole (unsharded) model and optimizer state dicts; under FSDP every rank must call this."""
+    if not fsdp:
+        return model.state_dict(), opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, opt, options=options)
+
+
+def _atomic_checkpoint(run_dir: Path, model_state: dict[str, torch.Tensor], state: dict[str, Any],
                        ema: dict[str, torch.Tensor] | None = None) -> Path:
     ckpts = run_dir / CKPT_DIR
     ckpts.mkdir(parents=True, exist_ok=True)
     tmp, last, old = ckpts / "last.tmp", ckpts / "last", ckpts / "last.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_weights(model.state_dict(), tmp / "model.safetensors")
+    save_weights(model_state, tmp / "model.safetensors")
     if ema is not None:
         save_weights(ema, tmp / EMA_NAME)
     torch.save(state, tmp / STATE_NAME)
@@ -174,19 +197,38 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     torch.manual_seed(tc.seed)
     model = build_model(cfg, codec, seed=tc.seed).to(device)
     data = load_training_data(cfg, model)
+    step = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    state = None
+    if ckpt is not None:  # weights go into the whole (unsharded) model first
+        load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
+        state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
+    fsdp = bool(tc.fsdp) and world > 1
+    if fsdp:
+        if tc.ema > 0:
+            raise TrainingError("train.ema with train.fsdp is not supported; turn one of them off")
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        # one FSDP unit: the root's forward (the loss) gathers every parameter, then reshards
+        fully_shard(model, mesh=init_device_mesh(device.type, (world,)))
     params = model.trainable_parameters()
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
-    step = 0
-    metrics_path = run_dir / "metrics.jsonl"
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if ckpt is not None:
-        load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
-        state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
+    if state is not None:
+        if fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            # strict=False: parameters that never received a gradient (e.g. the text embedding when no
+            # text is fed) have no AdamW state in the file, exactly as in the uninterrupted run
+            set_optimizer_state_dict(model, opt, optim_state_dict=state["optimizer"],
+                                     options=StateDictOptions(full_state_dict=True, strict=False))
+        else:
+            opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         step = int(state["step"])
@@ -196,7 +238,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     if ema is not None and ckpt is not None and (ckpt / EMA_NAME).is_file():
         ema = {k: v.to(device) for k, v in load_weights(ckpt / EMA_NAME).items()}
     ddp_model: nn.Module = model
-    if world > 1:
+    if world > 1 and not fsdp:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp_model = DistributedDataParallel(model, find_unused_parameters=True)
@@ -215,6 +257,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     bar = tqdm(total=end, initial=step, unit="step", desc="train", disable=not progress or rank != 0)
     last_loss = float("nan")
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = _tensorboard(run_dir) if tc.tensorboard and rank == 0 else None
     while step < end:
         opt.zero_grad(set_to_none=True)
         total = 0.0
@@ -230,6 +273,8 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
                                 "train.lr or check the data.")
         scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip) if tc.grad_clip > 0 else torch.tensor(0.0)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+            grad_norm = grad_norm.full_tensor()
         scaler.step(opt)
         scaler.update()
         sched.step()
@@ -243,15 +288,27 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
         bar.update(1)
         bar.set_postfix(loss=f"{total:.4f}")
         if rank == 0 and (step % tc.log_every == 0 or step == end):
+            row = {"step": step, "loss": total, "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
+                   "time": time.perf_counter() - t0}
             with open(metrics_path, "a") as f:
-                f.write(json.dumps({"step": step, "loss": total, "lr": sched.get_last_lr()[0],
-                                    "grad_norm": float(grad_norm), "time": time.perf_counter() - t0}) + "\n")
-        if rank == 0 and (step % tc.ckpt_every == 0 or step == end):
-            _atomic_checkpoint(run_dir, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                                "rng": _rng_state(), "step": step}, ema)
+                f.write(json.dumps(row) + "\n")
+            if writer is not None:
+                for key in ("loss", "lr", "grad_norm"):
+                    writer.add_scalar(f"train/{key}", row[key], step)
+        if step % tc.ckpt_every == 0 or step == end:
+            model_state, opt_state = _full_states(model, opt, fsdp)  # collective under FSDP
+            if rank == 0:
+                _atomic_checkpoint(run_dir, model_state, {"optimizer": opt_state, "scheduler": sched.state_dict(),
+                                                          "rng": _rng_state(), "step": step}, ema)
     bar.close()
-    if world > 1:
+    if writer is not None:
+        writer.close()
+    if world > 1 and not fsdp:
         _check_replicas(model, run_dir, rank, world)
+    elif fsdp:
+        import torch.distributed as dist
+
+        dist.barrier()
     return TrainResult(run_dir, step, last_loss, time.perf_counter() - t0)
 
 
