@@ -382,3 +382,37 @@ def test_inspiremusic_import_picks_up_wavtokenizer(host, tmp_path: Path) -> None
     assert torch.equal(codec.state_dict()["head.out.weight"], upstream_state()["head.out.weight"])
     again = WavTokenizerCodec(WavTokenizerCodec.Config(model_dir=str(tmp_path / "with_wt")))  # the import's root
     assert again.source.endswith("wavtokenizer/model.safetensors")
+
+
+def test_generate_with_imported_inspiremusic_checkpoint(tmp_path: Path) -> None:
+    """`vidmusic generate VIDEO --checkpoint <imported dir>` writes a 24 kHz wav + muxed mp4; without a
+    wavtokenizer/ folder the error names it."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    from inspire_llm.importer import import_inspiremusic
+    from test_inspire import upstream_llm_pt, write_model_dir
+    from vidmusic_core.video import probe_video, write_video
+
+    src = write_model_dir(tmp_path / "InspireMusic-Tiny", upstream_llm_pt())
+    import_inspiremusic(src, tmp_path / "no_wt")
+    write_upstream_dir(src / "wavtokenizer")
+    assert import_inspiremusic(src, tmp_path / "imported").ok
+    video = tmp_path / "clip.mp4"
+    write_video(video, (np.random.default_rng(0).random((24, 32, 32, 3)) * 255).astype(np.uint8), 12)  # 2 s
+    cli = [str(Path(sys.executable).parent / "vidmusic"), "generate", str(video)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([*cli, "--checkpoint", str(tmp_path / "imported"), "-o", str(tmp_path / "gen"),
+                          "--text", "a calm piano piece"], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    audio, sr = sf.read(str(tmp_path / "gen" / "clip.wav"))
+    assert sr == 24000 and abs(len(audio) / sr - 2.0) < 0.02
+    info = probe_video(tmp_path / "gen" / "clip.mp4")
+    assert info.has_audio and abs(info.duration - 2.0) < 0.2
+    bad = subprocess.run([*cli, "--checkpoint", str(tmp_path / "no_wt"), "-o", str(tmp_path / "gen2")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and "no wavtokenizer/ folder" in bad.stderr

@@ -24,7 +24,8 @@ from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with
 from .training import TrainResult
 from .training import train as _train
 
-__all__ = ["compose", "evaluate", "generate", "load", "prepare", "run", "train", "RunReport"]
+__all__ = ["compose", "evaluate", "generate", "generate_from_checkpoint", "load", "prepare", "run", "train",
+           "RunReport"]
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> tuple[DictConfig, Any, Any]:
@@ -90,6 +91,57 @@ def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | P
         mux_audio(video, wav, out / f"{video.stem}.mp4")
         with atomic_path(out / f"{video.stem}.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
+        written.append(Path(wav))
+    return written
+
+
+def generate_from_checkpoint(checkpoint: str | Path, videos: Sequence[str | Path], out_dir: str | Path,
+                             text: Sequence[str] | None = None, seconds: float | None = None, seed: int = 0,
+                             cfg_coef: float = 3.0, top_k: int = 350) -> list[Path]:
+    """Text-to-music with an imported backbone directory (e.g. ``vidmusic import inspiremusic``) for each
+    video: the video sets the length and receives the soundtrack; the music follows ``text``. The
+    directory needs its codec as ``<checkpoint>/wavtokenizer/`` (InspireMusic's audio tokens).
+    Sampling as upstream: top-k 350, CFG 3.0 against empty text, EOS banned before 0.9 x length."""
+    from .audio import write_wav
+    from .checkpoint import load_component
+    from .errors import CheckpointError
+    from .generation import SamplingConfig, generate_tokens
+    from .layouts.prefix import PrefixLayout
+    from .types import Condition
+    from .video import mux_audio, probe_video
+
+    ckpt = Path(checkpoint)
+    if not (ckpt / "wavtokenizer" / "config.yaml").is_file():
+        raise CheckpointError(
+            f"{ckpt} has no wavtokenizer/ folder, so its tokens cannot be turned into sound. Import an "
+            "InspireMusic model directory that contains wavtokenizer/ (config.yaml + model.pt): "
+            "vidmusic import inspiremusic MODEL_DIR -o OUT")
+    backbone = load_component(ckpt, expected_kind="backbone").eval()
+    codec = load_component(ckpt / "wavtokenizer", expected_kind="codec").eval()
+    if backbone.cardinality > codec.cardinality:
+        raise CheckpointError(f"{ckpt}: the LM predicts {backbone.cardinality} audio codes but the codec has "
+                              f"{codec.cardinality}")
+    layout = PrefixLayout(PrefixLayout.Config(text_only=True, cond_dim=1, width=backbone.width,
+                                              own_specials=not hasattr(backbone, "special")))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, video in enumerate(videos):
+        video = Path(video)
+        secs = probe_video(video).duration if seconds is None else float(seconds)
+        n = int(round(secs * codec.frame_rate))
+        none = Condition(torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1))
+        s = item_seed(seed, video.stem)
+        sampling = SamplingConfig(top_k=top_k, cfg_coef=cfg_coef, use_eos=True, min_frames=int(0.9 * n))
+        toks = generate_tokens(layout, backbone, none, n, [s], sampling, text=[text[i] if text else ""],
+                               seconds=torch.tensor([secs]), delays=codec.delays, frame_rate=codec.frame_rate)
+        with torch.inference_mode():
+            audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
+        wav = write_wav(out / f"{video.stem}.wav", audio.cpu().numpy(), codec.sample_rate)
+        mux_audio(video, wav, out / f"{video.stem}.mp4")
+        with atomic_path(out / f"{video.stem}.json") as tmp:
+            tmp.write_text(json.dumps({"video": str(video), "checkpoint": str(ckpt), "seed": s, "seconds": secs,
+                                       "text": text[i] if text else None, "frames": int(toks.mask.sum())}, indent=1))
         written.append(Path(wav))
     return written
 

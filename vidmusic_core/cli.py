@@ -214,19 +214,28 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False), default=None,
+              help="an imported model directory instead of a RUN_DIR (then every path is a video)")
 @click.option("--text", multiple=True, help="a caption per video (optional)")
-@click.option("--seconds", type=float, default=None, help="length (default: the video's, up to data.clip_seconds)")
+@click.option("--seconds", type=float, default=None, help="length (default: the whole video)")
 @click.option("--seed", type=int, default=None)
 @_friendly_errors
-def generate(run_dir: str, videos: tuple[str, ...], out_dir: str, text: tuple[str, ...], seconds: float | None,
-             seed: int | None) -> None:
-    """Generate music for VIDEOS with a trained run: wav + mp4 (video with the new soundtrack) + json."""
+def generate(paths: tuple[str, ...], out_dir: str, checkpoint: str | None, text: tuple[str, ...],
+             seconds: float | None, seed: int | None) -> None:
+    """Music for videos: `generate RUN_DIR VIDEO... -o OUT` (a trained run) or `generate VIDEO... --checkpoint
+    DIR -o OUT` (an imported model); writes wav + mp4 (the video with the new soundtrack) + json."""
     from . import api
 
-    for p in api.generate(run_dir, videos, out_dir, text=list(text) or None, seconds=seconds, seed=seed):
+    if checkpoint is not None:
+        written = api.generate_from_checkpoint(checkpoint, paths, out_dir, text=list(text) or None,
+                                               seconds=seconds, seed=seed or 0)
+    else:
+        if len(paths) < 2:
+            raise click.UsageError("give RUN_DIR and at least one VIDEO (or --checkpoint DIR and videos)")
+        written = api.generate(paths[0], paths[1:], out_dir, text=list(text) or None, seconds=seconds, seed=seed)
+    for p in written:
         click.echo(f"wrote {p} and {p.with_suffix('.mp4')}")
 
 

@@ -49,6 +49,7 @@ class PrefixConfig:
     delays: list[int] = field(default_factory=list)
     frame_rate: Optional[float] = None
     own_specials: bool = True
+    text_only: bool = False  # text-to-music (e.g. an imported InspireMusic LM): no video path at all
 
 
 class PrefixLayout(SequenceLayout):
@@ -62,8 +63,11 @@ class PrefixLayout(SequenceLayout):
         if cfg.cond_dim is None or cfg.width is None:
             raise ConfigError("layout: cond_dim and width are unset; build layouts with "
                               "vidmusic_core.model.build_model (it wires them from the encoder and backbone)")
-        if not (cfg.prefix_condition or cfg.aligned):
-            raise ConfigError("layout: prefix_condition and aligned are both false: the video would be ignored")
+        if cfg.text_only:
+            cfg = self.cfg = PrefixConfig(**{**cfg.__dict__, "prefix_condition": False, "aligned": False})
+        elif not (cfg.prefix_condition or cfg.aligned):
+            raise ConfigError("layout: prefix_condition and aligned are both false: the video would be ignored "
+                              "(set layout.text_only=true for text-to-music)")
         if cfg.aligned and not cfg.frame_rate:
             raise ConfigError("layout.aligned needs the codec frame_rate (symbolic codecs have none)")
         if cfg.reduce not in REDUCE_MODES:
