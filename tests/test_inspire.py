@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -297,3 +298,32 @@ def test_import_reports_bad_keys_and_grows_video_row(host, tmp_path: Path) -> No
     assert report.ok
     w = load_file(str(tmp_path / "out_video" / "model.safetensors"))["llm_embedding.weight"]
     assert w.shape == (3, D) and torch.equal(w[:2], state["llm_embedding.weight"])
+
+
+def test_upstream_parquet_shard_as_data_source(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from inspire_llm.upstream_parquet import UpstreamDataError, read_upstream_shard, to_token_store
+    from vidmusic_core.data.cache import ShardStore
+
+    rng = np.random.default_rng(0)
+    sem = [rng.integers(0, 4096, (1, 375)).tolist(), rng.integers(0, 4096, (1, 150)).tolist()]
+    table = pa.table({  # upstream's column names and types (tools/make_parquet_list.py)
+        "utt": ["song_a", "song_b"], "text": ["An upbeat pop song.", "A calm piano piece."],
+        "chorus": ["verse", "intro,chorus"], "time_start": [0.0, 10.0], "time_end": [5.0, 12.0],
+        "semantic_token": pa.array(sem, type=pa.list_(pa.list_(pa.int64()))),
+        "acoustic_token": pa.array([rng.integers(0, 1024, (375, 4)).tolist(), rng.integers(0, 1024, (150, 4)).tolist()],
+                                   type=pa.list_(pa.list_(pa.int64()))),
+    })
+    path = tmp_path / "parquet_000000000.tar"  # upstream's misleading suffix; the content is Parquet
+    pq.write_table(table, path)
+    utts = read_upstream_shard(path)
+    assert [u.utt for u in utts] == ["song_a", "song_b"] and utts[1].chorus == ["intro", "chorus"]
+    assert utts[1].structure_ids() == [0, 1] and utts[0].semantic_token.shape == (1, 375)
+    assert utts[0].acoustic_token.shape == (375, 4) and utts[1].time_end == 12.0
+    store = ShardStore(to_token_store(utts, tmp_path / "tokens"))
+    assert np.array_equal(store.read("song_b")["codes"], np.asarray(sem[1])) and store.read("song_b")["codes"].dtype == np.int16
+    pq.write_table(table.drop(["chorus"]), tmp_path / "bad.parquet")
+    with pytest.raises(UpstreamDataError, match=r"lacks InspireMusic columns \['chorus'\]"):
+        read_upstream_shard(tmp_path / "bad.parquet")
