@@ -7,8 +7,10 @@ from .hookspecs import hookimpl
 
 @hookimpl
 def register_codecs(register):  # type: ignore[no-untyped-def]
+    from .codecs.encodec import EncodecCodec
     from .codecs.rvq_mel import RVQMelCodec
 
+    register("encodec", EncodecCodec, EncodecCodec.Config)
     register("rvq_mel", RVQMelCodec, RVQMelCodec.Config)
 
 

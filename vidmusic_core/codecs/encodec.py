@@ -1,0 +1,82 @@
+"""``encodec``: transformers ``EncodecModel`` as a music codec (MusicGen's and VidMuse's tokenizer).
+
+``weights=DIR`` loads a local transformers EnCodec directory (``facebook/encodec_32khz`` layout: 32 kHz
+mono, 4 codebooks x 2048, 50 Hz) with ``local_files_only``; nothing is downloaded. Without weights a
+tiny random model of the same rates is built (shape tests and plugin contracts only: it makes noise).
+Tokens: ``[B, K, T]`` with MusicGen's delays ``(0, 1, 2, 3)`` for the generation loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, ShapeError
+from ..types import MusicCodec, MusicTokens
+
+
+@dataclass
+class EncodecConfig:
+    weights: Optional[str] = None  # local transformers EnCodec directory; None = tiny random model
+    bandwidth: float = 2.2  # kbps; 2.2 = 4 codebooks at 32 kHz
+    delays: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    seed: int = 0
+
+
+class EncodecCodec(MusicCodec):
+    """Audio ``[B, C, L]`` at ``sample_rate`` <-> codes ``[B, K, T]`` at ``frame_rate``."""
+
+    Config = EncodecConfig
+
+    def __init__(self, cfg: Optional[EncodecConfig] = None) -> None:
+        super().__init__()
+        from transformers import EncodecConfig as HFConfig
+        from transformers import EncodecModel
+
+        self.cfg = cfg = cfg or EncodecConfig()
+        if cfg.weights:
+            d = Path(cfg.weights)
+            if not (d / "config.json").is_file():
+                raise ConfigError(f"codec.weights={cfg.weights!r}: expected a local transformers EnCodec directory "
+                                  "with config.json (e.g. a copy of facebook/encodec_32khz); vidmusic never downloads")
+            self.model = EncodecModel.from_pretrained(str(d), local_files_only=True)
+        else:
+            hf = HFConfig(sampling_rate=32000, codebook_size=2048, num_filters=8, hidden_size=16, codebook_dim=16,
+                          num_lstm_layers=1, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[cfg.bandwidth],
+                          use_causal_conv=False, use_conv_shortcut=False)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                self.model = EncodecModel(hf)
+        self.model.eval().requires_grad_(False)
+        c = self.model.config
+        self.sample_rate = int(c.sampling_rate)
+        self.frame_rate = float(c.frame_rate)
+        self.cardinality = int(c.codebook_size)
+        self.n_codebooks = int(round(cfg.bandwidth * 1000 / (self.frame_rate * c.codebook_nbits)))
+        if len(cfg.delays) != self.n_codebooks:
+            raise ConfigError(f"codec.delays={list(cfg.delays)} has {len(cfg.delays)} entries for "
+                              f"{self.n_codebooks} codebooks at {cfg.bandwidth} kbps")
+        self.delays = tuple(cfg.delays)
+
+    @torch.no_grad()
+    def encode(self, audio: Tensor) -> MusicTokens:
+        """Audio ``[B, C, L]`` (mixed to mono) -> codes ``[B, K, ceil(L / hop)]``."""
+        if audio.dim() != 3:
+            raise ShapeError(f"encodec: audio expected [B, C, L], got {list(audio.shape)}")
+        x = audio.mean(dim=1, keepdim=True).to(next(self.model.parameters()).dtype)
+        out = self.model.encode(x, bandwidth=self.cfg.bandwidth)
+        codes = out.audio_codes[0]  # [chunks=1, B, K, T] -> [B, K, T]
+        return MusicTokens(codes.long(), None, self.frame_rate)
+
+    @torch.no_grad()
+    def decode(self, tokens: MusicTokens) -> Tensor:
+        """Codes ``[B, K, T]`` -> audio ``[B, 1, T * hop]``; masked frames are silent."""
+        audio = self.model.decode(tokens.codes[None], [None]).audio_values  # [B, 1, L]
+        if tokens.mask is not None and not bool(tokens.mask.all()):
+            hop = int(round(self.sample_rate / self.frame_rate))
+            keep = tokens.mask.repeat_interleave(hop, dim=1)[:, None, : audio.shape[-1]]
+            audio = audio[..., : keep.shape[-1]] * keep
+        return audio
