@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from .checkpoint import atomic_path
 from .config import compose
 from .data.manifest import MANIFEST_NAME, read_manifest
-from .data.prepare import cache_root, codec_store_dir, data_root, fit_or_load_codec, prepare
+from .data.prepare import cache_root, data_root, load_codec, prepare
 from .pipeline import RunReport, evaluate_run, item_seed, run, sampling_from
 from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .training import TrainResult
@@ -28,8 +28,8 @@ __all__ = ["compose", "evaluate", "generate", "generate_from_checkpoint", "load"
            "RunReport"]
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> tuple[DictConfig, Any, Any]:
-    """(config, model, codec) of a trained run."""
+def load(run_dir: str | Path, device: str | None = None) -> tuple[DictConfig, Any, Any]:
+    """(config, model, codec) of a trained run (on ``device``, default the run's ``run.device``)."""
     return load_trained(run_dir, device)
 
 
@@ -40,10 +40,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = Tru
         cfg = with_data_root(cfg, toy_data_dir(cfg))
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
     write_run_files(run_dir, cfg)
-    items = read_manifest(cache_root(cfg, data_root(cfg)) / MANIFEST_NAME)
-    cdir, _ = codec_store_dir(cfg, cache_root(cfg, data_root(cfg)))
-    codec = fit_or_load_codec(cfg, cdir, items, progress)
-    return _train(cfg, run_dir, codec, resume=resume, progress=progress, max_steps=max_steps)
+    return _train(cfg, run_dir, load_codec(cfg, progress), resume=resume, progress=progress, max_steps=max_steps)
 
 
 def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None = None,
@@ -56,7 +53,7 @@ def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | P
     from .generation import generate_tokens
     from .video import load_frames, mux_audio, probe_video
 
-    cfg, model, codec = load_trained(run_dir, load_run_config(run_dir).run.device)
+    cfg, model, codec = load_trained(run_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

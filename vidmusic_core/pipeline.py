@@ -50,7 +50,7 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
     from .audio import write_wav
     from .video import load_frames, mux_audio
 
-    cfg, model, codec = load_trained(run_dir, cfg_device(run_dir))
+    cfg, model, codec = load_trained(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items = sorted(items, key=lambda it: it.name)
     sources = [items[(i + 1) % len(items)] if shuffle else it for i, it in enumerate(items)]
@@ -84,12 +84,6 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
             bar.update(1)
     bar.close()
     return written
-
-
-def cfg_device(run_dir: Path) -> str:
-    from .runs import load_run_config
-
-    return str(load_run_config(run_dir).run.device)
 
 
 def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[str]) -> dict[str, Any]:
@@ -136,7 +130,6 @@ def run(cfg: DictConfig, progress: bool = True, stages: Sequence[str] = STAGES) 
     """The whole loop for one config; every stage resumes or is skipped when its outputs exist."""
     from .data.prepare import prepare
     from .data.toy import make_toy_dataset
-    from .model import build_codec
     from .training import latest_checkpoint, train
 
     if cfg.data.root is None:
@@ -168,11 +161,9 @@ def run(cfg: DictConfig, progress: bool = True, stages: Sequence[str] = STAGES) 
         if done:
             report.skipped.append("train")
         else:
-            from .data.prepare import codec_store_dir, fit_or_load_codec
+            from .data.prepare import load_codec
 
-            cdir, _ = codec_store_dir(cfg, cache_root(cfg, root))
-            codec = fit_or_load_codec(cfg, cdir, items, progress)
-            timed("train", lambda: train(cfg, run_dir, codec, resume=True, progress=progress))
+            timed("train", lambda: train(cfg, run_dir, load_codec(cfg, progress), resume=True, progress=progress))
     test = [it for it in items if it.split == "test"]
     if not test:
         raise VidmusicError(f"the data under {root} has no test split items")

@@ -85,8 +85,9 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
     return compose(files=[path])
 
 
-def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[DictConfig, Any, Any]:
-    """(config, model, codec) of a trained run, weights loaded strictly."""
+def load_trained(run_dir: str | Path, device: str | None = None) -> tuple[DictConfig, Any, Any]:
+    """(config, model, codec) of a trained run, weights loaded strictly, on ``device`` (default: the
+    run's ``run.device``)."""
     from .data.prepare import cache_root, codec_store_dir, data_root
     from .model import build_model
     from .training import latest_checkpoint
@@ -102,4 +103,5 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[DictConfig, 
     load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
     if (ckpt / "ema.safetensors").is_file():  # train.ema > 0: generate with the averaged weights
         model.load_state_dict(load_weights(ckpt / "ema.safetensors"), strict=False)
+    device = device or str(cfg.run.device)
     return cfg, model.to(device).eval(), codec.to(device).eval()

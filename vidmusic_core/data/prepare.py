@@ -131,6 +131,15 @@ def fit_or_load_codec(cfg: DictConfig, store_dir: Path, items: Sequence[Item], p
     return codec
 
 
+def load_codec(cfg: DictConfig, progress: bool = True) -> Any:
+    """The run's codec as ``prepare`` left it (fitted on the train split and saved on first use)."""
+    from .manifest import read_manifest
+
+    cache = cache_root(cfg, data_root(cfg))
+    cdir, _ = codec_store_dir(cfg, cache)
+    return fit_or_load_codec(cfg, cdir, read_manifest(cache / MANIFEST_NAME), progress)
+
+
 def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None = None, strict: bool = False,
             progress: bool = True, shard_size: int = SHARD_SIZE,
             on_shard: Callable[[str], None] | None = None) -> PrepareReport:
