@@ -31,7 +31,7 @@ plugins still load (``vidmusic plugins`` lists the broken one).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
 

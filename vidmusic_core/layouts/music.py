@@ -61,7 +61,3 @@ def build_music_part(backbone: Backbone, music: MusicTokens, delays: Sequence[in
     embeds = backbone.embed(torch.where(valid, delayed, torch.full_like(delayed, pad)))  # [B, S_m, D]
     return MusicPart(embeds, col_mask, targets, delayed)
 
-
-def frame_times(n_columns: int, frame_rate: float, device: torch.device | None = None) -> Tensor:
-    """Time in seconds of music column ``c`` (codebook 0's frame ``c``): ``[n_columns]``."""
-    return torch.arange(n_columns, device=device, dtype=torch.float32) / float(frame_rate)

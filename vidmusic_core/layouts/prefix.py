@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..types import IGNORE_INDEX, Backbone, BackboneInput, Condition, MusicTokens, SequenceLayout
-from .music import build_music_part, effective_delays, frame_times
+from .music import build_music_part, effective_delays
 from .reduce import REDUCE_MODES, group_by_time, reduce_condition, resample_to_frames
 
 SOS, TASK, VIDEO_TASK = 0, 1, 2

@@ -19,7 +19,7 @@ def group_by_time(cond: Condition) -> Condition:
     Works whatever the token order inside a frame (e.g. LSTV's local and cross-attended halves).
     """
     B, N, D = cond.tokens.shape
-    out_tokens, out_times, out_mask = [], [], []
+    out_tokens, out_times = [], []
     for b in range(B):
         keep = cond.mask[b]
         t = cond.times[b][keep]
