@@ -75,3 +75,14 @@ def test_collate_pads_with_masks():
     assert b["codes"].shape == (2, 2, 5)
     assert b["codes_mask"].tolist() == [[True] * 3 + [False] * 2, [True] * 5]
     assert b["codes"][0, :, 3:].sum() == 0
+
+
+def test_opening_for_writing_removes_a_killed_writers_temp_files(tmp_path):
+    store = ShardStore(tmp_path / "s", {"m": 1})
+    store.write_shard(0, [{"key": "a", "name": "a", "codes": np.arange(3)}])
+    stale = tmp_path / "s" / ".part-00001.parquet.abc123.tmp"  # what SIGKILL mid-write leaves
+    stale.write_bytes(b"half a shard")
+    ShardStore(tmp_path / "s")  # read-only opening leaves the directory alone
+    assert stale.exists()
+    again = ShardStore(tmp_path / "s", {"m": 1})
+    assert not stale.exists() and len(again) == 1 and again.read("a")["codes"].tolist() == [0, 1, 2]

@@ -54,6 +54,10 @@ class ShardStore:
         meta_path = self.root / STORE_META
         if meta is not None:
             self.root.mkdir(parents=True, exist_ok=True)
+            # A writer killed mid-shard (SIGKILL skips cleanup) leaves ``.part-*.tmp``; one writer per
+            # cache directory is the contract, so opening for writing removes those leftovers.
+            for stale in self.root.glob(".part-*.tmp"):
+                stale.unlink(missing_ok=True)
             if meta_path.is_file():
                 old = json.loads(meta_path.read_text())
                 if old != json.loads(json.dumps(meta, sort_keys=True, default=str)):
