@@ -79,6 +79,11 @@ class GenerateConfig:
     ras_tau: float = 0.1
     window_seconds: Optional[float] = None  # long videos: window length (None = data.clip_seconds)
     overlap_seconds: float = 0.5  # audio-token prompt carried into the next window
+    # symbolic codecs (no frame rate): token budget per clip; None = the attribute prefix + 100 per second
+    max_tokens: Optional[int] = None
+    # symbolic codecs with an attribute prefix: values to force, e.g. {T1s1: 2, K1: 0}; the rest come
+    # from the model (predicted from the video)
+    attributes: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -216,27 +221,14 @@ def compose(
     if overrides:
         layers.append(("overrides", _dotlist(overrides)))
 
-    # 1. merge layers section by section (untyped), resetting a component section when its name changes
-    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    name_from: dict[str, str] = {}  # component section -> the layer that set its name
-    for where, layer in layers:
-        raw = OmegaConf.to_container(layer, resolve=False)
-        assert isinstance(raw, dict)
-        for section, values in raw.items():
-            if section not in merged:
-                raise ConfigError(_unknown_key_msg(str(section), str(section), list(SECTIONS), f"the run config (in {where})"))
-            if values is None:
-                continue
-            if not isinstance(values, dict):
-                raise ConfigError(f"{where}: section {section!r} must be a mapping, got {values!r}")
-            if section in COMPONENT_SECTIONS and "name" in values:
-                new = values["name"]
-                old = merged[section].get("name")
-                if old is not None and (new is None or _canonical(reg, section, new) != _canonical(reg, section, old)):
-                    merged[section] = {}  # another component (or none): the old one's options no longer apply
-            merged[section] = _deep_merge(merged[section], values)
-            if section in COMPONENT_SECTIONS and "name" in values:
-                name_from[section] = where
+    # 1. merge layers section by section; the chosen backbone's ``run_defaults`` (if any) go in right
+    #    after the base preset, so they replace the embedded default's choices but nothing the user set
+    merged, name_from = _merge_layers(layers, reg)
+    backbone = merged["backbone"].get("name")
+    defaults = getattr(reg.get("backbone", str(backbone)).factory, "run_defaults", None) if backbone else None
+    if defaults:
+        layers.insert(1 if base else 0, (f"backbone {backbone} run_defaults", OmegaConf.create(dict(defaults))))
+        merged, name_from = _merge_layers(layers, reg)
     _follow_backbone_layouts(merged, name_from, reg)
 
     # 2. type-check each section
@@ -266,6 +258,33 @@ def compose(
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def _merge_layers(layers: Sequence[tuple[str, DictConfig]], reg: Registry
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Merge config layers section by section (untyped), resetting a component section when its name
+    changes. Returns (merged sections, component section -> the layer that set its name)."""
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    name_from: dict[str, str] = {}  # component section -> the layer that set its name
+    for where, layer in layers:
+        raw = OmegaConf.to_container(layer, resolve=False)
+        assert isinstance(raw, dict)
+        for section, values in raw.items():
+            if section not in merged:
+                raise ConfigError(_unknown_key_msg(str(section), str(section), list(SECTIONS), f"the run config (in {where})"))
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"{where}: section {section!r} must be a mapping, got {values!r}")
+            if section in COMPONENT_SECTIONS and "name" in values:
+                new = values["name"]
+                old = merged[section].get("name")
+                if old is not None and (new is None or _canonical(reg, section, new) != _canonical(reg, section, old)):
+                    merged[section] = {}  # another component (or none): the old one's options no longer apply
+            merged[section] = _deep_merge(merged[section], values)
+            if section in COMPONENT_SECTIONS and "name" in values:
+                name_from[section] = where
+    return merged, name_from
 
 
 def _follow_backbone_layouts(merged: dict[str, dict[str, Any]], name_from: dict[str, str], reg: Registry) -> None:

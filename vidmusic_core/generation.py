@@ -80,10 +80,14 @@ def _forward_last(backbone: Backbone, inp: BackboneInput, cache: Any, last_only:
 def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condition, n_frames: int,
                     seeds: Sequence[int], sampling: SamplingConfig | None = None, text: Sequence[str] | None = None,
                     seconds: Tensor | None = None, delays: Sequence[int] = (), frame_rate: float | None = None,
-                    ) -> MusicTokens:
+                    forced: Tensor | None = None) -> MusicTokens:
     """Generate ``n_frames`` music frames per item: ``MusicTokens(codes [B, K, n_frames], mask)``.
 
     ``seeds``: one per item (stored with the output by the caller). ``delays``: the codec's pattern.
+    ``forced``: long ``[B, K, F]`` codes to take instead of sampling at the first ``F`` (delayed)
+    columns where ``>= 0`` (e.g. a symbolic attribute prefix the user sets); ``-1`` = sample. A backbone
+    with ``constrain_logits(logits, column)`` (a token grammar) has it applied at every column, and an
+    ``eos_id`` inside its vocabulary is banned until ``min_frames``.
     """
     sc = sampling or SamplingConfig()
     B, K, V = condition.batch_size, backbone.n_codebooks, backbone.cardinality
@@ -106,6 +110,9 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
     lengths = torch.full((B,), n_frames, dtype=torch.long, device=out.device)
     start = torch.tensor(d, device=out.device)
     eos_id = getattr(backbone, "eos_id", None)
+    constrain = getattr(backbone, "constrain_logits", None)
+    if forced is not None and (forced.shape[0] != B or forced.shape[1] != K):
+        raise ValueError(f"generate_tokens: forced codes {list(forced.shape)} for {B} items x {K} codebooks")
     for c in range(n_cols):
         if guided:
             logits = logits[B:] + sc.cfg_coef * (logits[:B] - logits[B:])
@@ -113,10 +120,16 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
         logits = logits.clone()
         eos_logit = logits[:, 0, eos_id].clone() if allow_eos else None
         logits[..., V:] = float("-inf")  # EOS and any extra ids off …
+        if eos_id is not None and eos_id < V:
+            logits[:, 0, eos_id] = float("-inf")
         if eos_logit is not None:
             logits[:, 0, eos_id] = eos_logit  # … except EOS on codebook 0 once allowed
+        if constrain is not None:
+            logits = constrain(logits, c)
         filtered = filter_logits(logits, sc.top_k, sc.top_p)
         codes = sample(filtered, gens, sc.temperature)  # [B, K]
+        if forced is not None and c < forced.shape[2]:
+            codes = torch.where(forced[:, :, c] >= 0, forced[:, :, c].to(codes.device), codes)
         if sc.ras_window > 0 and c > 0:
             codes = _repetition_aware(codes, logits, out[:, :, max(0, c - sc.ras_window):c], sc, gens)
         if allow_eos:

@@ -75,7 +75,11 @@ def register_backbones(register: RegisterFn) -> None:
 
     The factory builds a :class:`~vidmusic_core.types.Backbone` exposing ``embed(tokens [B,K,T]) ->
     [B,T,D]``, ``forward(BackboneInput, cache) -> logits [B,K,T,V]`` and a cache, with ``state_dict``
-    names that match its upstream checkpoint where there is one.
+    names that match its upstream checkpoint where there is one. Optional class attributes:
+    ``supported_layouts`` (layout names), ``run_defaults`` (run-config sections the backbone needs in place
+    of the embedded default's, e.g. its codec; the user's settings still win), ``eos_id`` (an end token;
+    ids ``>= cardinality`` are outside the codec's codes), ``constrain_logits(logits [B, K, V], column)``
+    (a grammar applied at every generation step).
     """
 
 

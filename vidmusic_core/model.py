@@ -80,6 +80,8 @@ def build_model(cfg: DictConfig, codec: MusicCodec, seed: int | None = None) -> 
     bb_comp, bb_cfg = component_from_config(cfg, "backbone")
     bb_cfg = _set_if_field(bb_cfg, "n_codebooks", codec.n_codebooks)
     bb_cfg = _set_if_field(bb_cfg, "audio_vocab", codec.cardinality, only_if_none=True)
+    if getattr(codec, "vocab_name", None) is not None:  # symbolic codecs: the backbone reads the same vocabulary
+        bb_cfg = _set_if_field(bb_cfg, "vocab", codec.vocab_name)
     backbone = bb_comp.build(bb_cfg)
     if backbone.n_codebooks != codec.n_codebooks or backbone.cardinality != codec.cardinality:
         raise ConfigError(

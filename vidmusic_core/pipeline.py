@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import atomic_path
 from .data.manifest import MANIFEST_NAME, Item, read_manifest
 from .data.prepare import cache_root, data_root
 from .errors import VidmusicError
 from .generation import SamplingConfig, generate_tokens
+from .symbolic import forced_prefix, is_symbolic, symbolic_sampling, token_budget
+from .symbolic import write_outputs as write_symbolic
 from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 
 STAGES = ("data", "prepare", "train", "generate", "eval", "report")
@@ -56,6 +58,8 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
     sources = [items[(i + 1) % len(items)] if shuffle else it for i, it in enumerate(items)]
     todo = [(it, src) for it, src in zip(items, sources) if not (out_dir / f"{it.name}.json").is_file()]
     clip = float(cfg.data.clip_seconds)
+    symbolic = is_symbolic(codec)
+    attributes = OmegaConf.to_container(cfg.generate.attributes) if cfg.generate.attributes else None
     written = []
     bar = tqdm(total=len(todo), desc="generate" + (" (shuffled)" if shuffle else ""), unit="clip", disable=not progress)
     for s in range(0, len(todo), batch_size):
@@ -64,20 +68,32 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
         with torch.inference_mode():
             cond = model.encoder(frames)
         secs = torch.tensor([min(it.duration, clip) for it, _ in chunk])
-        n_frames = int(round(float(secs.max()) * codec.frame_rate))
         seeds = [item_seed(cfg.generate.seed, it.name) for it, _ in chunk]
-        toks = generate_tokens(model.layout, model.backbone, cond, n_frames, seeds, sampling_from(cfg),
-                               text=[src.text for _, src in chunk], seconds=secs, delays=codec.delays,
-                               frame_rate=codec.frame_rate)
-        with torch.inference_mode():
-            audio = codec.decode(toks)  # [B, 1, L]
+        sampling, forced = sampling_from(cfg), None
+        if symbolic:  # MIDI tokens: sample up to a budget, each row stops at its EOS
+            n_frames = token_budget(codec, float(secs.max()), cfg.generate.max_tokens)
+            sampling, forced = symbolic_sampling(sampling, codec), forced_prefix(codec, attributes, len(chunk))
+        else:
+            n_frames = int(round(float(secs.max()) * codec.frame_rate))
+        toks = generate_tokens(model.layout, model.backbone, cond, n_frames, seeds, sampling,
+                               text=[src.text for _, src in chunk], seconds=None if symbolic else secs,
+                               delays=codec.delays, frame_rate=codec.frame_rate, forced=forced)
+        if not symbolic:
+            with torch.inference_mode():
+                audio = codec.decode(toks)  # [B, 1, L]
         for b, (it, src) in enumerate(chunk):
-            n = int(round(float(secs[b]) * codec.sample_rate))
             wav = out_dir / f"{it.name}.wav"
-            write_wav(wav, audio[b, :, :n].cpu().numpy(), codec.sample_rate)
+            extra: dict[str, Any] = {}
+            if symbolic:
+                wav, midi, attrs = write_symbolic(codec, toks, b, float(secs[b]), out_dir, it.name)
+                assert toks.mask is not None
+                extra = {"midi": midi.name, "attributes": attrs, "tokens": int(toks.mask[b].sum())}
+            else:
+                n = int(round(float(secs[b]) * codec.sample_rate))
+                write_wav(wav, audio[b, :, :n].cpu().numpy(), codec.sample_rate)
             mux_audio(src.video, wav, out_dir / f"{it.name}.mp4")
             meta = {"item": it.name, "video": src.video, "shuffled_from": src.name if shuffle else None,
-                    "seed": seeds[b], "seconds": float(secs[b]), "reference": it.name}
+                    "seed": seeds[b], "seconds": float(secs[b]), "reference": it.name, **extra}
             with atomic_path(out_dir / f"{it.name}.json") as tmp:
                 tmp.write_text(json.dumps(meta, indent=1))
             written.append(wav)
@@ -100,11 +116,15 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
         for it in sorted(items, key=lambda i: i.name):
             meta = json.loads((folder / f"{it.name}.json").read_text())
             wav = folder / f"{it.name}.wav"
-            batch.append({
+            entry = {
                 "name": it.name, "audio": load_audio(wav, None, mono=True, allow_silent=True)[0],
                 "sample_rate": _wav_rate(wav), "video": meta["video"], "reference": it.meta,
                 "reference_audio": None if it.music_kind == "midi" else load_audio(it.music, None, mono=True)[0],
-            })
+            }
+            if meta.get("midi"):  # symbolic: metrics read the generated MIDI itself
+                entry.update(midi=str(folder / meta["midi"]), attributes=meta.get("attributes"),
+                             reference_midi=it.midi or (it.music if it.music_kind == "midi" else None))
+            batch.append(entry)
         for name in metric_names:
             comp = get_component("metric", name)
             metric = comp.build()

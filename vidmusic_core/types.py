@@ -356,6 +356,10 @@ class Backbone(nn.Module, abc.ABC):
 
     kind: ClassVar[str] = "backbone"
     supported_layouts: ClassVar[tuple[str, ...]] = ()
+    # Run-config sections this backbone needs in place of the embedded default's choices (e.g. a
+    # symbolic backbone's codec and sampling); applied right after the base preset, so anything the
+    # user sets still wins. Example: ``{"codec": {"name": "remi"}, "generate": {"top_k": 15}}``.
+    run_defaults: ClassVar[Mapping[str, Any]] = {}
     n_codebooks: int
     cardinality: int
     width: int

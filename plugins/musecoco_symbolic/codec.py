@@ -215,9 +215,37 @@ class RemiCodec(MusicCodec):
         score = self.tokenizer.decode(ids)
         return score.resample(self.cfg.tpq) if score.ticks_per_quarter != self.cfg.tpq else score
 
-    def decode(self, tokens: Union[MusicTokens, Tensor, Sequence[Any]]) -> list[Any]:  # type: ignore[override]
-        """Tokens -> one ``symusic.Score`` per row (use :meth:`render` for audio)."""
-        return [self.decode_music(self.split(r)[1]) for r in self.rows(tokens)]
+    def decode(self, tokens: Union[MusicTokens, Tensor, Sequence[Any]],  # type: ignore[override]
+               seconds: Optional[float] = None) -> list[Any]:
+        """Tokens -> one ``symusic.Score`` per row (use :meth:`render` for audio); ``seconds``: keep
+        only the notes that start before it (a generated clip cut to its video)."""
+        scores = [self.decode_music(self.split(r)[1]) for r in self.rows(tokens)]
+        return [clip_score(s, seconds) for s in scores] if seconds is not None else scores
+
+    def prefix_codes(self, attributes: Mapping[str, Any]) -> list[int]:
+        """Ids of the prefix columns (63 attributes, ``<sep>``) that set ``attributes`` (``{key: value}``,
+        e.g. ``{"T1s1": 2, "K1": 0}``; multi-slot keys take a list per slot), ``-1`` for every column left
+        to the model. Unknown keys or values out of range raise :class:`ConfigError`."""
+        from .vocab import ATTRIBUTE_KEYS, KEYS
+
+        if not self.cfg.attribute_prefix:
+            raise ConfigError("codec remi: attribute_prefix is false, so there is no prefix to set attributes in")
+        bad = sorted(set(attributes) - set(KEYS))
+        if bad:
+            raise ConfigError(f"unknown attribute(s) {bad}; MuseCoco keys: {', '.join(KEYS)}")
+        out: list[int] = []
+        for key in ATTRIBUTE_KEYS:
+            n = max(1, key.n_slots)
+            if key.name not in attributes:
+                out += [-1] * n
+                continue
+            value = attributes[key.name]
+            values = list(value) if key.multi and isinstance(value, (list, tuple)) else [value]
+            if len(values) != n or not all(isinstance(v, int) and 0 <= v < key.n_values for v in values):
+                raise ConfigError(f"attribute {key.name}={value!r}: give {n} integer(s) in 0..{key.n_values - 1} "
+                                  f"({key.n_values - 1} = NA)")
+            out += self.vocab.encode(key.tokens(values if key.multi else values[0]))
+        return out + [self.sep_id]
 
     @cached_property
     def _soundfont(self) -> str:

@@ -43,6 +43,7 @@ class Item:
     content_hash: str = ""
     split: str = "train"
     meta: dict[str, Any] = field(default_factory=dict)
+    midi: str = ""  # ``name.mid|midi`` beside the video when there is one (symbolic codecs read it), else ""
 
 
 @dataclass
@@ -119,12 +120,15 @@ def scan(root: str | Path, fractions: tuple[float, float, float] = (0.8, 0.1, 0.
             text = str(meta.get("caption", "")) if isinstance(meta, dict) else ""
         if video.with_suffix(".txt").is_file():
             text = video.with_suffix(".txt").read_text().strip()
+        midi = next((c for c in (video.with_suffix(e) for e in MIDI_EXTS) if c.is_file()), None)
         paths = [video] if music == video else [video, music]
+        if midi is not None and midi != music:
+            paths.append(midi)
         items.append(Item(
             name=stem, video=str(video), music=str(music), music_kind=str(kind), text=text,
             duration=float(info.duration), fps=float(info.fps), width=int(info.width), height=int(info.height),
             content_hash=file_hash(paths), split=_split_for(stem, splits, fractions),
-            meta=meta if isinstance(meta, dict) else {},
+            meta=meta if isinstance(meta, dict) else {}, midi=str(midi) if midi is not None else "",
         ))
     return items, bad
 

@@ -114,6 +114,16 @@ def load_item_audio(item: Item, sample_rate: int, clip_seconds: float) -> torch.
     return torch.from_numpy(np.ascontiguousarray(audio[:, : int(round(clip_seconds * sample_rate))]))
 
 
+def item_midi(item: Item, codec_name: str) -> str:
+    """The MIDI file of ``item`` for a symbolic codec; a clear error when the item has none."""
+    if item.midi:
+        return item.midi
+    if item.music_kind == "midi":
+        return item.music
+    raise DataError(f"{item.video}: codec {codec_name!r} is symbolic and reads MIDI, but there is no "
+                    f"{Path(item.video).stem}.mid beside the video; add one, or use an audio codec (rvq_mel)")
+
+
 def fit_or_load_codec(cfg: DictConfig, store_dir: Path, items: Sequence[Item], progress: bool) -> Any:
     """Build the codec; if it needs fitting (``fitted`` buffer False), fit it on the train split once and
     save it under ``store_dir/codec`` (later calls and other shards load that)."""
@@ -181,6 +191,9 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
             codec = fit_or_load_codec(cfg, cdir, items, progress)
 
             def codec_row(it: Item) -> dict[str, Any]:
+                if codec.frame_rate is None:  # a symbolic codec reads the MIDI, cut to the clip
+                    toks = codec.encode(item_midi(it, cfg.codec.name), seconds=cfg.data.clip_seconds)
+                    return {"key": it.content_hash, "name": it.name, "codes": toks.codes[0][:, toks.mask[0]].numpy()}
                 audio = load_item_audio(it, codec.sample_rate, cfg.data.clip_seconds)
                 with torch.inference_mode():
                     toks = codec.encode(audio[None])  # [1, K, T_a]

@@ -1,0 +1,119 @@
+"""The symbolic path through the core: `vidmusic run --backbone musecoco` (remi codec, MIDI outputs and
+MIDI metrics), the backbone's run_defaults, grammar-constrained generation with forced attributes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from musecoco_symbolic.backbone import MusecocoBackbone
+from musecoco_symbolic.codec import RemiCodec
+from musecoco_symbolic.vocab import EOS, PREFIX_LENGTH, SEP, attribute_tokens
+from vidmusic_core import Condition, ConfigError
+from vidmusic_core.config import compose
+from vidmusic_core.generation import SamplingConfig, generate_tokens
+from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
+from vidmusic_core.symbolic import forced_prefix, symbolic_sampling, token_budget
+
+BIN = Path(sys.executable).parent
+
+
+def test_backbone_run_defaults_replace_the_embedded_default_but_not_the_user():
+    cfg = compose(sugar={"encoder": "lstv", "backbone": "musecoco"})
+    assert cfg.codec.name == "remi" and cfg.layout.name == "prefix" and cfg.layout.reduce == "rate"
+    assert cfg.generate.top_k == 15 and cfg.backbone.attribute_loss == 1.0
+    assert "attribute_control" in cfg.eval.metrics and "fd_mel" not in cfg.eval.metrics
+    assert cfg.encoder.fps == 12.0  # sections the backbone does not name keep the embedded default
+    mine = compose(sugar={"backbone": "musecoco"}, overrides=["generate.top_k=5", "backbone.attribute_loss=0"])
+    assert mine.generate.top_k == 5 and mine.backbone.attribute_loss == 0.0 and mine.codec.name == "remi"
+    explicit = compose(sugar={"backbone": "musecoco", "codec": "rvq_mel"})
+    assert explicit.codec.name == "rvq_mel"  # the user's choice stands (the model builder then names the mismatch)
+    inspire = compose(sugar={"backbone": "inspire"})
+    assert inspire.codec.name == "rvq_mel" and inspire.layout.name == "aligned"  # no run_defaults: unchanged
+
+
+def _model():
+    torch.manual_seed(0)
+    bb = MusecocoBackbone().eval()
+    layout = PrefixLayout(PrefixConfig(cond_dim=8, width=bb.width, use_text=False)).eval()
+    cond = Condition(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), torch.arange(3.0).repeat(2, 1))
+    return bb, layout, cond
+
+
+def test_generation_keeps_the_grammar_forces_attributes_and_stops_at_eos():
+    codec = RemiCodec()
+    bb, layout, cond = _model()
+    with torch.no_grad():  # make EOS likely everywhere: it must still wait for the prefix + MIN_MUSIC_TOKENS
+        bb.decoder.output_projection.weight[EOS] = 0
+        bb.decoder.layer_norm.bias.zero_()
+        bb.decoder.output_projection.weight[EOS, 0] = 50.0
+        bb.decoder.layer_norm.bias[0] = 1.0
+    forced = forced_prefix(codec, {"T1s1": 2, "K1": 0}, 2)
+    assert forced is not None and forced.shape == (2, 1, PREFIX_LENGTH) and int((forced >= 0).sum()) == 2 * 3
+    sc = symbolic_sampling(SamplingConfig(top_k=15), codec)
+    n = token_budget(codec, 4.0)
+    assert n == PREFIX_LENGTH + 400
+    toks = generate_tokens(layout, bb, cond, n, [1, 2], sc, forced=forced)
+    assert toks.mask is not None
+    for b, row in enumerate(codec.rows(toks)):
+        assert len(row) == sc.min_frames  # EOS came at the first column it was allowed
+        assert row[PREFIX_LENGTH - 1] == SEP and set(row[:PREFIX_LENGTH - 1]) <= set(attribute_tokens())
+        assert not set(row[PREFIX_LENGTH:]) & (set(attribute_tokens()) | {SEP})
+        attrs = codec.attributes_of(toks)[b]
+        assert attrs["T1s1"] == 2 and attrs["K1"] == 0
+    with pytest.raises(ConfigError, match="unknown attribute"):
+        codec.prefix_codes({"tempo": 2})
+    with pytest.raises(ConfigError, match="K1"):
+        codec.prefix_codes({"K1": 7})
+
+
+def test_in_vocabulary_eos_is_banned_without_use_eos():
+    bb, layout, cond = _model()
+    with torch.no_grad():
+        bb.decoder.output_projection.weight[EOS] = 0
+        bb.decoder.output_projection.weight[EOS, 0] = 50.0
+        bb.decoder.layer_norm.bias[0] = 1.0
+    toks = generate_tokens(layout, bb, cond, 90, [3, 4], SamplingConfig(top_k=15))
+    assert toks.mask is not None and bool(toks.mask.all()) and not bool((toks.codes == EOS).any())
+
+
+def test_prepare_names_an_item_without_midi(tmp_path):
+    from vidmusic_core.data.manifest import Item
+    from vidmusic_core.data.prepare import item_midi
+    from vidmusic_core.errors import VidmusicError
+
+    it = Item(name="a", video=str(tmp_path / "a.mp4"), music=str(tmp_path / "a.wav"), music_kind="audio")
+    with pytest.raises(VidmusicError, match=r"a\.mid beside the video"):
+        item_midi(it, "remi")
+    assert item_midi(Item(name="b", video="b.mp4", music="b.mid", music_kind="midi"), "remi") == "b.mid"
+
+
+def test_run_musecoco_writes_midi_wav_mp4_and_midi_metrics(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
+                          f"run.root={tmp_path}", "data.toy_n=16", "generate.attributes={T1s1: 2}"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-prefix-musecoco-"))
+    metas = sorted((run_dir / "samples").glob("*.json"))
+    assert metas
+    for m in metas:
+        meta = json.loads(m.read_text())
+        for ext in (".mid", ".wav", ".mp4"):
+            assert m.with_suffix(ext).stat().st_size > 0
+        assert meta["midi"] == m.with_suffix(".mid").name and meta["attributes"]["T1s1"] == 2
+        assert meta["tokens"] >= PREFIX_LENGTH
+        import av
+        with av.open(str(m.with_suffix(".mp4"))) as f:
+            assert f.streams.audio and f.streams.video
+    assert len(list((run_dir / "samples_shuffled").glob("*.mid"))) == len(metas)
+    res = json.loads((run_dir / "results.json").read_text())
+    for key in ("beat_f1", "tempo_acc", "key_acc", "section_f1", "attr_asa", "attr_ref_asa"):
+        assert set(res["metrics"][key]) == {"conditioned", "shuffled", "delta"}, key
+    assert res["metrics"]["attr_acc_T1s1"]["conditioned"] >= 0.0
+    assert res["protocols"]["beat_f1"]  # the protocol manifest is stored beside the scores
