@@ -8,24 +8,29 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import atomic_path
 from .config import compose
 from .data.manifest import MANIFEST_NAME, read_manifest
 from .data.prepare import cache_root, data_root, load_codec, prepare
+from .errors import CheckpointError, ConfigError
+from .generation import SamplingConfig
 from .pipeline import RunReport, evaluate_run, item_seed, run, sampling_from
 from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .training import TrainResult
 from .training import train as _train
 
-__all__ = ["compose", "evaluate", "generate", "generate_from_checkpoint", "load", "prepare", "run", "train",
-           "RunReport"]
+__all__ = ["compose", "evaluate", "generate", "generate_from_checkpoint", "generate_with_model", "load",
+           "load_vidmuse_checkpoint", "prepare", "run", "train", "RunReport"]
+
+VIDMUSE_SETTINGS = "vidmuse.yaml"
 
 
 def load(run_dir: str | Path, device: str | None = None) -> tuple[DictConfig, Any, Any]:
@@ -43,76 +48,238 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = Tru
     return _train(cfg, run_dir, load_codec(cfg, progress), resume=resume, progress=progress, max_steps=max_steps)
 
 
-def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None = None,
-             seconds: float | None = None, seed: int | None = None) -> list[Path]:
-    """Music for each video: ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and
-    ``<stem>.json`` (seeds, settings). ``seconds`` defaults to the whole video; videos longer than
-    ``generate.window_seconds`` (default ``data.clip_seconds``, the trained length) are generated in
-    windows, each conditioned on its own frames, with ``generate.overlap_seconds`` of token prompt."""
+def _write_outputs(video: Path, wav: Path, out: Path, meta: dict[str, Any], stream: bool = False) -> None:
+    """``<out>/<stem>.mp4`` (``video`` with ``wav`` as its soundtrack; ``stream``: read the wav in blocks, for long
+    videos) and ``<out>/<stem>.json`` (``meta``)."""
+    from .longform import mux_streaming
+    from .video import mux_audio
+
+    (mux_streaming if stream else mux_audio)(video, wav, out / f"{video.stem}.mp4")
+    with atomic_path(out / f"{video.stem}.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+
+
+def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], out_dir: str | Path, *,
+                        sampling: SamplingConfig, seed: int, window_seconds: float, overlap_seconds: float,
+                        text: Sequence[str] | None = None, seconds: float | None = None,
+                        meta: dict[str, Any] | None = None, progress: bool = True,
+                        attributes: dict[str, Any] | None = None, max_tokens: int | None = None) -> list[Path]:
+    """Music for each video with a loaded model (``VidMusicModel``: encoder, layout, backbone) and its codec:
+    ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and ``<stem>.json`` (``meta`` +
+    seed, seconds, sampling settings). ``seconds`` defaults to the whole video. A video up to
+    ``window_seconds`` is generated at once; a longer one in windows (:func:`longform.generate_long`: each
+    window conditioned on its own frames, ``overlap_seconds`` of token prompt, audio written window by
+    window, one progress bar per video). Item seeds: ``item_seed(seed, stem)``. Symbolic codecs (MIDI tokens)
+    also write ``<stem>.mid``; ``attributes`` forces attribute-prefix values, ``max_tokens`` the token budget."""
     from .audio import write_wav
     from .generation import generate_tokens
-    from .video import load_frames, mux_audio, probe_video
+    from .longform import generate_long
+    from .symbolic import (forced_prefix, is_symbolic, layout_forced, merge_forced, symbolic_sampling,
+                           token_budget)
+    from .symbolic import write_outputs as write_symbolic
+    from .video import load_frames, probe_video
 
-    cfg, model, codec = load_trained(run_dir)
+    if text is not None and len(text) != len(videos):
+        raise ConfigError(f"{len(text)} text prompt(s) for {len(videos)} video(s); give one per video or none")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
     written = []
-    window = float(cfg.generate.window_seconds or cfg.data.clip_seconds)
     for i, video in enumerate(videos):
         video = Path(video)
         dur = probe_video(video).duration
         secs = dur if seconds is None else min(dur, float(seconds))
-        s = item_seed(cfg.generate.seed if seed is None else seed, video.stem)
+        s = item_seed(seed, video.stem)
+        caption = text[i] if text else None
         wav = out / f"{video.stem}.wav"
-        meta: dict[str, Any] = {"video": str(video), "seconds": secs, "run": str(run_dir),
-                                "text": text[i] if text else None}
-        if secs > window + 1e-6:  # long video: windows, each conditioned on its own frames
-            from .longform import generate_long
-
-            res = generate_long(model, codec, video, window, float(cfg.generate.overlap_seconds), seed=s,
-                                sampling=sampling_from(cfg), text=text[i] if text else None, seconds=secs,
-                                out_wav=wav)
-            meta.update(seed=s, window_seeds=res.seeds, window_seconds=window,
-                        overlap_seconds=float(cfg.generate.overlap_seconds))
+        info: dict[str, Any] = {"video": str(video), "seconds": secs, **(meta or {}), "text": caption, "seed": s,
+                                "sampling": dataclasses.asdict(sampling)}
+        if is_symbolic(codec):
+            if secs > window_seconds + 1e-6:
+                raise ConfigError(f"{video}: {secs:.1f} s is longer than the symbolic model's window "
+                                  f"({window_seconds:.1f} s); symbolic backbones generate one window: pass "
+                                  f"--seconds {window_seconds:g} (long symbolic videos are not supported yet)")
+            frames = load_frames([video], model.encoder.frame_spec, 0.0, secs).to(device)
+            with torch.inference_mode():
+                cond = model.encoder(frames)
+            forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, 1))
+            toks = generate_tokens(model.layout, model.backbone, cond, token_budget(codec, secs, max_tokens), [s],
+                                   symbolic_sampling(sampling, codec), text=[caption] if text else None,
+                                   delays=codec.delays, frame_rate=None, forced=forced)
+            wav, midi, attrs = write_symbolic(codec, toks, 0, secs, out, video.stem)
+            info.update(midi=midi.name, attributes=attrs)
+        elif secs > window_seconds + 1e-6:  # long video: windows, each conditioned on its own frames
+            res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
+                                text=caption, seconds=secs, out_wav=wav, progress=progress)
+            info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
         else:
-            frames = load_frames([video], model.encoder.frame_spec, 0.0, secs)
+            frames = load_frames([video], model.encoder.frame_spec, 0.0, secs).to(device)
             with torch.inference_mode():
                 cond = model.encoder(frames)
             toks = generate_tokens(model.layout, model.backbone, cond, int(round(secs * codec.frame_rate)), [s],
-                                   sampling_from(cfg), text=[text[i]] if text else None,
-                                   seconds=torch.tensor([secs]), delays=codec.delays, frame_rate=codec.frame_rate)
+                                   sampling, text=[caption] if text else None, seconds=torch.tensor([secs]),
+                                   delays=codec.delays, frame_rate=codec.frame_rate)
             with torch.inference_mode():
                 audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
-            write_wav(wav, audio.cpu().numpy(), codec.sample_rate)
-            meta["seed"] = s
-        mux_audio(video, wav, out / f"{video.stem}.mp4")
-        with atomic_path(out / f"{video.stem}.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        written.append(Path(wav))
+            write_wav(wav, audio.float().cpu().numpy(), codec.sample_rate)
+        _write_outputs(video, wav, out, info, stream="window_seeds" in info)
+        written.append(wav)
     return written
+
+
+def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None = None,
+             seconds: float | None = None, seed: int | None = None, progress: bool = True) -> list[Path]:
+    """Music for each video with a trained run: ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new
+    soundtrack) and ``<stem>.json`` (seeds, settings). ``seconds`` defaults to the whole video; videos longer
+    than ``generate.window_seconds`` (default ``data.clip_seconds``, the trained length) are generated in
+    windows, each conditioned on its own frames, with ``generate.overlap_seconds`` of token prompt."""
+    cfg, model, codec = load_trained(run_dir)
+    return generate_with_model(model, codec, videos, out_dir, sampling=sampling_from(cfg),
+                               seed=int(cfg.generate.seed if seed is None else seed),
+                               window_seconds=float(cfg.generate.window_seconds or cfg.data.clip_seconds),
+                               overlap_seconds=float(cfg.generate.overlap_seconds), text=text, seconds=seconds,
+                               meta={"run": str(run_dir)}, progress=progress,
+                               attributes=OmegaConf.to_container(cfg.generate.attributes) if cfg.generate.attributes else None,
+                               max_tokens=cfg.generate.max_tokens)
+
+
+def _default_device(device: str | None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _find_codec_dir(ckpt: Path, settings: dict[str, Any], codec_dir: str | Path | None) -> Path:
+    """The EnCodec directory: ``codec_dir``, else ``codec_dir:`` in vidmuse.yaml (relative to ``ckpt``), else
+    ``<ckpt>/codec/``; a clear error when none is there."""
+    ref = (settings.get("codec") or {}).get("pretrained", "an EnCodec model")
+    if codec_dir is not None:
+        where, d = "--codec-dir", Path(codec_dir)
+    elif settings.get("codec_dir"):
+        where, d = f"codec_dir in {ckpt / VIDMUSE_SETTINGS}", Path(str(settings["codec_dir"]))
+        d = d if d.is_absolute() else ckpt / d
+    elif (ckpt / "codec").is_dir():
+        where, d = f"{ckpt}/codec/", ckpt / "codec"
+    else:
+        raise CheckpointError(
+            f"{ckpt} is a VidMuse checkpoint whose audio codec ({ref}, see {VIDMUSE_SETTINGS}) is not included, so "
+            "its tokens cannot be turned into sound. Give a local transformers EnCodec directory (the "
+            f"save_pretrained layout, e.g. a copy of {ref}): `--codec-dir DIR`, `codec_dir: DIR` in "
+            f"{ckpt / VIDMUSE_SETTINGS}, or put it at {ckpt / 'codec'}/. vidmusic never downloads.")
+    if not (d / "config.json").is_file():
+        raise CheckpointError(f"{where}: {d} is not a transformers EnCodec directory (no config.json); expected the "
+                              f"save_pretrained layout of {ref} (config.json + model.safetensors)")
+    return d
+
+
+def _build_encodec(d: Path, n_codebooks: int, delays: Sequence[int]) -> Any:
+    """The ``encodec`` codec from directory ``d`` at the bandwidth that gives ``n_codebooks`` codebooks."""
+    from transformers import EncodecConfig
+
+    from .codecs.encodec import EncodecCodec
+    from .plugins import build
+
+    hf = EncodecConfig.from_pretrained(str(d), local_files_only=True)
+    per_codebook = float(hf.frame_rate) * int(hf.codebook_nbits) / 1000.0  # kbps one codebook adds
+    options = {round(float(b) / per_codebook): float(b) for b in hf.target_bandwidths}
+    if n_codebooks not in options:
+        raise CheckpointError(
+            f"{d}/config.json: the LM predicts {n_codebooks} codebooks but this EnCodec offers "
+            + ", ".join(f"{k} (at {b:g} kbps)" for k, b in sorted(options.items()))
+            + " at its target_bandwidths; use the EnCodec the model was trained with")
+    return build("codec", "encodec", EncodecCodec.Config(weights=str(d), bandwidth=options[n_codebooks],
+                                                         delays=list(delays)))
+
+
+def load_vidmuse_checkpoint(checkpoint: str | Path, codec_dir: str | Path | None = None,
+                            device: str | None = None) -> tuple[dict[str, Any], Any, Any]:
+    """(settings of vidmuse.yaml, ``VidMusicModel``, ``encodec`` codec) of a directory written by
+    ``vidmusic import vidmuse_full``; the codec directory is found as :func:`generate_from_checkpoint` says."""
+    from omegaconf import OmegaConf
+
+    from .checkpoint import CONFIG_NAME, load_component
+    from .model import VidMusicModel
+
+    ckpt = Path(checkpoint)
+    try:
+        settings = OmegaConf.to_container(OmegaConf.load(ckpt / VIDMUSE_SETTINGS))
+    except Exception as exc:  # noqa: BLE001 - OSError, yaml errors
+        raise CheckpointError(f"cannot read {ckpt / VIDMUSE_SETTINGS}: {exc}") from exc
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{ckpt / VIDMUSE_SETTINGS} is not a mapping; re-import the checkpoint with "
+                              "`vidmusic import vidmuse_full`")
+    dirs = {"encoder": "encoder", "layout": "layout", "backbone": "backbone", **(settings.get("components") or {})}
+    missing = [f"{ckpt / d}/" for d in dirs.values() if not (ckpt / d / CONFIG_NAME).is_file()]
+    if missing:
+        raise CheckpointError(f"{ckpt} is incomplete: no component in {', '.join(missing)}; re-import it with "
+                              "`vidmusic import vidmuse_full state_dict.bin -o DIR`")
+    parts = {kind: load_component(ckpt / d, expected_kind=kind) for kind, d in dirs.items()}
+    bb = parts["backbone"]
+    delays = [int(x) for x in settings.get("delays") or range(bb.n_codebooks)]
+    codec = _build_encodec(_find_codec_dir(ckpt, settings, codec_dir), bb.n_codebooks, delays)
+    want_fr = float((settings.get("codec") or {}).get("frame_rate", codec.frame_rate))
+    if (codec.n_codebooks, codec.cardinality) != (bb.n_codebooks, bb.cardinality) or codec.frame_rate != want_fr:
+        raise CheckpointError(
+            f"the EnCodec in {codec.cfg.weights} has {codec.n_codebooks} codebooks x {codec.cardinality} at "
+            f"{codec.frame_rate:g} frames/s, but {ckpt / 'backbone'} predicts {bb.n_codebooks} x {bb.cardinality} at "
+            f"{want_fr:g} frames/s; use the EnCodec the model was trained with")
+    names = {kind: str(OmegaConf.load(ckpt / d / CONFIG_NAME).get("name", kind)) for kind, d in dirs.items()}
+    model = VidMusicModel(parts["encoder"], parts["layout"], bb, names, {})
+    dev = _default_device(device)
+    return settings, model.to(dev).eval(), codec.to(dev).eval()
 
 
 def generate_from_checkpoint(checkpoint: str | Path, videos: Sequence[str | Path], out_dir: str | Path,
                              text: Sequence[str] | None = None, seconds: float | None = None, seed: int = 0,
-                             cfg_coef: float = 3.0, top_k: int = 350) -> list[Path]:
-    """Text-to-music with an imported backbone directory (e.g. ``vidmusic import inspiremusic``) for each
-    video: the video sets the length and receives the soundtrack; the music follows ``text``. The
-    directory needs its codec as ``<checkpoint>/wavtokenizer/`` (InspireMusic's audio tokens).
-    Sampling as upstream: top-k 350, CFG 3.0 against empty text, EOS banned before 0.9 x length."""
+                             cfg_coef: float | None = None, top_k: int | None = None,
+                             codec_dir: str | Path | None = None, device: str | None = None,
+                             progress: bool = True) -> list[Path]:
+    """Music for each video with an imported model directory; writes ``<stem>.wav``, ``.mp4``, ``.json``.
+
+    * ``vidmusic import vidmuse_full`` output (``vidmuse.yaml`` + ``encoder/``, ``layout/``, ``backbone/``):
+      video-to-music through the same path as :func:`generate` (windows of ``window_seconds`` with
+      ``overlap_seconds`` of prompt from vidmuse.yaml), sampling from vidmuse.yaml (CFG 3.0 against the
+      encoder's null condition, a black video; top-k 250). The codec is a local transformers EnCodec
+      directory: ``codec_dir``, else ``codec_dir:`` in vidmuse.yaml, else ``<checkpoint>/codec/``.
+    * ``vidmusic import inspiremusic`` output (a backbone with ``wavtokenizer/``): text-to-music; the video sets
+      the length and receives the soundtrack. Sampling as upstream: top-k 350, CFG 3.0 against empty text,
+      EOS banned before 0.9 x length.
+
+    ``cfg_coef`` / ``top_k`` override the checkpoint's sampling settings."""
+    ckpt = Path(checkpoint)
+    if (ckpt / VIDMUSE_SETTINGS).is_file():
+        if text:
+            raise ConfigError(f"{ckpt} is a VidMuse model: it is conditioned on video only and takes no --text")
+        settings, model, codec = load_vidmuse_checkpoint(ckpt, codec_dir, device)
+        smp = {k: v for k, v in (settings.get("sampling") or {}).items()
+               if k in {f.name for f in dataclasses.fields(SamplingConfig)}}
+        smp.update({k: v for k, v in (("cfg_coef", cfg_coef), ("top_k", top_k)) if v is not None})
+        return generate_with_model(model, codec, videos, out_dir, sampling=SamplingConfig(**smp), seed=seed,
+                                   window_seconds=float(settings.get("window_seconds", 30.0)),
+                                   overlap_seconds=float(settings.get("overlap_seconds", 0.5)), seconds=seconds,
+                                   meta={"checkpoint": str(ckpt), "model": "vidmuse",
+                                         "codec_dir": str(codec.cfg.weights)}, progress=progress)
+    if codec_dir is not None:
+        raise ConfigError(f"codec_dir / --codec-dir is for VidMuse checkpoints (with {VIDMUSE_SETTINGS}); {ckpt} has "
+                          "none, and an InspireMusic directory carries its codec as wavtokenizer/")
+    return _generate_inspire(ckpt, videos, out_dir, text, seconds, seed, 3.0 if cfg_coef is None else cfg_coef,
+                             350 if top_k is None else top_k)
+
+
+def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None,
+                      seconds: float | None, seed: int, cfg_coef: float, top_k: int) -> list[Path]:
+    """Text-to-music with an imported InspireMusic directory (see :func:`generate_from_checkpoint`)."""
     from .audio import write_wav
     from .checkpoint import load_component
-    from .errors import CheckpointError
-    from .generation import SamplingConfig, generate_tokens
+    from .generation import generate_tokens
     from .layouts.prefix import PrefixLayout
     from .types import Condition
-    from .video import mux_audio, probe_video
+    from .video import probe_video
 
-    ckpt = Path(checkpoint)
     if not (ckpt / "wavtokenizer" / "config.yaml").is_file():
         raise CheckpointError(
-            f"{ckpt} has no wavtokenizer/ folder, so its tokens cannot be turned into sound. Import an "
-            "InspireMusic model directory that contains wavtokenizer/ (config.yaml + model.pt): "
-            "vidmusic import inspiremusic MODEL_DIR -o OUT")
+            f"{ckpt} has no wavtokenizer/ folder (an InspireMusic import) and no {VIDMUSE_SETTINGS} (a VidMuse "
+            "import), so its tokens cannot be turned into sound. Import a VidMuse state_dict.bin "
+            "(vidmusic import vidmuse_full state_dict.bin -o OUT) or an InspireMusic model directory that contains "
+            "wavtokenizer/ (config.yaml + model.pt): vidmusic import inspiremusic MODEL_DIR -o OUT")
     backbone = load_component(ckpt, expected_kind="backbone").eval()
     codec = load_component(ckpt / "wavtokenizer", expected_kind="codec").eval()
     if backbone.cardinality > codec.cardinality:
@@ -135,10 +302,9 @@ def generate_from_checkpoint(checkpoint: str | Path, videos: Sequence[str | Path
         with torch.inference_mode():
             audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
         wav = write_wav(out / f"{video.stem}.wav", audio.cpu().numpy(), codec.sample_rate)
-        mux_audio(video, wav, out / f"{video.stem}.mp4")
-        with atomic_path(out / f"{video.stem}.json") as tmp:
-            tmp.write_text(json.dumps({"video": str(video), "checkpoint": str(ckpt), "seed": s, "seconds": secs,
-                                       "text": text[i] if text else None, "frames": int(toks.mask.sum())}, indent=1))
+        _write_outputs(video, wav, out, {"video": str(video), "checkpoint": str(ckpt), "seed": s, "seconds": secs,
+                                         "text": text[i] if text else None, "frames": int(toks.mask.sum()),
+                                         "sampling": dataclasses.asdict(sampling)})
         written.append(Path(wav))
     return written
 

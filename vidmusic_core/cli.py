@@ -217,24 +217,37 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False), default=None,
-              help="an imported model directory instead of a RUN_DIR (then every path is a video)")
+              help="an imported model directory (vidmuse_full or inspiremusic) instead of a RUN_DIR; then every "
+                   "path is a video")
+@click.option("--codec-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="VidMuse checkpoints: local transformers EnCodec directory (default: codec_dir in "
+                   "vidmuse.yaml, else DIR/codec/)")
 @click.option("--text", multiple=True, help="a caption per video (optional)")
 @click.option("--seconds", type=float, default=None, help="length (default: the whole video)")
 @click.option("--seed", type=int, default=None)
+@click.option("--device", default=None, help="--checkpoint only: cpu, cuda, … (default: cuda when available)")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
-def generate(paths: tuple[str, ...], out_dir: str, checkpoint: str | None, text: tuple[str, ...],
-             seconds: float | None, seed: int | None) -> None:
+def generate(paths: tuple[str, ...], out_dir: str, checkpoint: str | None, codec_dir: str | None,
+             text: tuple[str, ...], seconds: float | None, seed: int | None, device: str | None,
+             no_progress: bool) -> None:
     """Music for videos: `generate RUN_DIR VIDEO... -o OUT` (a trained run) or `generate VIDEO... --checkpoint
-    DIR -o OUT` (an imported model); writes wav + mp4 (the video with the new soundtrack) + json."""
+    DIR [--codec-dir ENCODEC_DIR] -o OUT` (an imported model); writes wav + mp4 (the video with the new
+    soundtrack) + json (seed, settings). Long videos are generated in windows."""
     from . import api
 
     if checkpoint is not None:
         written = api.generate_from_checkpoint(checkpoint, paths, out_dir, text=list(text) or None,
-                                               seconds=seconds, seed=seed or 0)
+                                               seconds=seconds, seed=seed or 0, codec_dir=codec_dir, device=device,
+                                               progress=not no_progress)
     else:
+        if codec_dir is not None or device is not None:
+            raise click.UsageError("--codec-dir and --device go with --checkpoint DIR (a run uses its own codec "
+                                   "and run.device)")
         if len(paths) < 2:
             raise click.UsageError("give RUN_DIR and at least one VIDEO (or --checkpoint DIR and videos)")
-        written = api.generate(paths[0], paths[1:], out_dir, text=list(text) or None, seconds=seconds, seed=seed)
+        written = api.generate(paths[0], paths[1:], out_dir, text=list(text) or None, seconds=seconds, seed=seed,
+                               progress=not no_progress)
     for p in written:
         click.echo(f"wrote {p} and {p.with_suffix('.mp4')}")
 

@@ -6,8 +6,9 @@ generated as its prompt (MusicGen/VidMuse continuation: upstream ``vidmuse.py::_
 and generates ``W - O`` new ones. Each window is conditioned on **its own** video span ``[prompt start,
 window end)`` (local frames, times relative to that start, as in training) plus the global frames of the
 whole video; upstream conditions its last window on the wrong frames. Frames are sampled per window
-(PyAV seeks; global frames are sampled once), new tokens are appended, and audio is decoded per window
-(with the prompt as left context) and appended to the wav file, so memory does not grow with the video.
+(PyAV seeks; global frames are sampled once), new tokens are appended, and audio is decoded per window in
+pieces of ``decode_s`` (10 s; codes either side as context) and appended to the wav file, so memory does not
+grow with the video.
 
 Generation uses the one sampling loop (:func:`vidmusic_core.generation.generate_tokens`) through
 :class:`ContinuationLayout`, a layout adapter that puts the prompt's delayed columns after the base
@@ -20,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -137,15 +138,84 @@ def window_seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * index) % (2**31 - 1)
 
 
+def mux_streaming(video_path: PathLike, wav_path: PathLike, out_path: PathLike, *, codec: str = "aac",
+                  bit_rate: int = 192_000) -> Path:
+    """:func:`vidmusic_core.video.mux_audio` for long soundtracks: the same output (video packets copied, the wav
+    encoded with ``codec``, trimmed or zero-padded to the video's length), but the wav is read in blocks of 1024
+    samples instead of whole, so memory does not grow with its length. A wav that needs resampling (a rate AAC
+    lacks) or has more than 2 channels goes to ``mux_audio``. Atomic."""
+    from fractions import Fraction
+
+    import av
+    import soundfile as sf
+
+    from .checkpoint import atomic_path
+    from .video import _AAC_RATES, _container_format, _open, mux_audio
+
+    info = probe_video(video_path)
+    with sf.SoundFile(str(wav_path)) as f:
+        sr, channels = int(f.samplerate), int(f.channels)
+        if (codec == "aac" and sr not in _AAC_RATES) or channels > 2:
+            return mux_audio(video_path, wav_path, out_path, codec=codec, bit_rate=bit_rate)
+        n, layout = int(round(info.duration * sr)), "mono" if channels == 1 else "stereo"
+        fmt = _container_format(out_path)
+        opts = {"movflags": "faststart"} if fmt in ("mp4", "mov") else {}
+        with _open(video_path) as src, atomic_path(out_path) as tmp:
+            with av.open(str(tmp), "w", format=fmt, options=opts) as dst:
+                vin = src.streams.video[0]
+                vout = dst.add_stream_from_template(vin)
+                aout = dst.add_stream(codec, rate=sr)
+                aout.layout, aout.bit_rate = layout, bit_rate
+                pos = 0
+
+                def encode_until(sample: int) -> None:
+                    nonlocal pos
+                    while pos < min(sample, n):
+                        want = min(1024, n - pos)
+                        x = f.read(want, dtype="float32", always_2d=True).T  # [C, <= want]; zeros past the wav's end
+                        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, want - x.shape[1]))))
+                        fr = av.AudioFrame.from_ndarray(x, format="fltp", layout=layout)
+                        fr.sample_rate, fr.pts, fr.time_base = sr, pos, Fraction(1, sr)
+                        dst.mux(aout.encode(fr))
+                        pos += want
+
+                for pkt in src.demux(vin):
+                    if pkt.dts is None:
+                        continue
+                    if pkt.pts is not None:  # interleave: audio up to one second past this video packet
+                        encode_until(int((float(pkt.pts * pkt.time_base) - info.start_time + 1.0) * sr))
+                    pkt.stream = vout
+                    dst.mux(pkt)
+                encode_until(n)
+                dst.mux(aout.encode(None))
+    return Path(out_path)
+
+
+def decode_frames(codec: Any, codes: Tensor, start: int, end: int, chunk: int, context: int,
+                  device: Any = None) -> Iterator[Tensor]:
+    """Audio ``[C, samples]`` of music frames ``[start, end)`` of ``codes [1, K, n]``, yielded in pieces of at most
+    ``chunk`` frames; each piece is decoded with up to ``context`` frames of codes on either side (those that
+    exist) and trimmed to its own samples, so peak memory is that of ``chunk + 2 context`` frames."""
+    hop = int(round(codec.sample_rate / codec.frame_rate))
+    for a in range(start, end, chunk):
+        b = min(a + chunk, end)
+        left, right = min(context, a), min(context, codes.shape[2] - b)
+        piece = codes[:, :, a - left:b + right].to(device)
+        yield codec.decode(MusicTokens(piece, None, float(codec.frame_rate)))[0, :, left * hop:(left + b - a) * hop]
+
+
 @torch.inference_mode()
 def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float, overlap_s: float, *, seed: int = 0,
                   sampling: Optional[SamplingConfig] = None, text: Optional[str] = None, seconds: Optional[float] = None,
                   out_wav: Optional[PathLike] = None, progress: bool = True,
-                  log: Optional[Callable[[str], None]] = None) -> LongResult:
+                  log: Optional[Callable[[str], None]] = None, decode_s: Optional[float] = 10.0,
+                  decode_context_s: float = 1.0) -> LongResult:
     """Music for the whole of ``video_path`` (or its first ``seconds``) in windows of ``window_s`` seconds
     with ``overlap_s`` seconds of audio-token prompt. ``model``: a ``VidMusicModel`` (encoder, layout,
-    backbone); ``codec``: its codec. ``out_wav``: decode and write the audio there, window by window.
-    ``log``: where the cost estimate goes (default stderr)."""
+    backbone); ``codec``: its codec. ``out_wav``: decode and write the audio there, window by window, in
+    pieces of ``decode_s`` seconds (None: a window at once) each decoded with up to ``decode_context_s`` of
+    codes either side, so the decoder's activations stay small. ``log``: where the cost estimate goes
+    (default stderr)."""
     from tqdm.auto import tqdm
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -156,8 +226,9 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
     W, O = int(round(window_s * fr)), int(round(overlap_s * fr))
     ctx = getattr(model.backbone, "context_length", None)
     d = effective_delays(codec.delays, model.backbone.n_codebooks)
-    if ctx is not None and W + max(d) > ctx:
-        raise ConfigError(f"window_s={window_s} is {W} frames (+{max(d)} delay) > backbone context_length {ctx}; "
+    if ctx is not None and W > ctx:  # context_length counts music frames (MusicGen: 1500 = 30 s; the delay
+        # pattern's extra columns come on top, as upstream's max_duration=30 windows)
+        raise ConfigError(f"window_s={window_s} is {W} music frames > backbone context_length {ctx}; "
                           "use a shorter window")
     windows = plan_windows(n_frames, W, O)
     steps = sum(w.end - w.start + max(d) for w in windows)
@@ -167,7 +238,8 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
     sampler = FrameSampler(model.encoder.frame_spec)
     codes = torch.zeros(1, len(d), 0, dtype=torch.long)  # all tokens so far [1, K, n] (int64: 1 MB per 10 min)
     seeds = [window_seed(seed, w.index) for w in windows]
-    hop = int(round(codec.sample_rate / fr))
+    chunk = W if decode_s is None else max(1, int(round(decode_s * fr)))
+    context = max(O, int(round(decode_context_s * fr)))
     writer = None
     if out_wav is not None:
         import soundfile as sf
@@ -176,7 +248,7 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
         out_wav.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_wav.with_name(f".{out_wav.name}.tmp")
     peak, t_start = 0, time.perf_counter()
-    bar = tqdm(total=steps, unit="step", desc="windows", disable=not progress)
+    bar = tqdm(total=len(windows), unit="window", desc=Path(video_path).name, disable=not progress)
     try:
         for w in windows:
             t0, t1 = w.seconds(fr)
@@ -190,14 +262,13 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
                                    text=None if text is None else [text], seconds=torch.tensor([t1 - t0]),
                                    delays=d, frame_rate=fr)
             codes = torch.cat([codes, toks.codes.cpu()], dim=2)
-            if out_wav is not None:  # decode the new frames with the prompt as left context
-                piece = codes[:, :, w.start - w.prompt:w.end].to(device)
-                audio = codec.decode(MusicTokens(piece, None, fr))[0, :, w.prompt * hop:(w.end - w.start + w.prompt) * hop]
-                if writer is None:
-                    writer = sf.SoundFile(str(tmp), "w", samplerate=int(codec.sample_rate), channels=int(audio.shape[0]),
-                                          subtype="PCM_16", format="WAV")
-                writer.write(np.clip(audio.float().cpu().numpy().T, -1.0, 1.0))
-            bar.update(w.end - w.start + max(d))
+            if out_wav is not None:  # decode the new frames (codes before and after them as context)
+                for audio in decode_frames(codec, codes, w.start, w.end, chunk, context, device):
+                    if writer is None:
+                        writer = sf.SoundFile(str(tmp), "w", samplerate=int(codec.sample_rate),
+                                              channels=int(audio.shape[0]), subtype="PCM_16", format="WAV")
+                    writer.write(np.clip(audio.float().cpu().numpy().T, -1.0, 1.0))
+            bar.update(1)
             if w.index == 0 and len(windows) > 1:
                 rate = (w.end - w.start + max(d)) / max(time.perf_counter() - t_start, 1e-9)
                 log(f"long-form: {rate:.1f} steps/s -> about {math.ceil(steps / rate)} s in all")
@@ -211,4 +282,5 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
                       peak, {"total": round(time.perf_counter() - t_start, 3)})
 
 
-__all__ = ["ContinuationLayout", "LongResult", "Window", "generate_long", "plan_windows", "window_seed"]
+__all__ = ["ContinuationLayout", "LongResult", "Window", "decode_frames", "generate_long", "mux_streaming",
+           "plan_windows", "window_seed"]
