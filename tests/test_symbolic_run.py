@@ -14,7 +14,7 @@ import torch
 from musecoco_symbolic.backbone import MusecocoBackbone
 from musecoco_symbolic.codec import RemiCodec
 from musecoco_symbolic.vocab import EOS, PREFIX_LENGTH, SEP, attribute_tokens
-from vidmusic_core import Condition, ConfigError
+from vidmusic_core import Condition, ConfigError, MusicTokens
 from vidmusic_core.config import compose
 from vidmusic_core.generation import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
@@ -117,3 +117,75 @@ def test_run_musecoco_writes_midi_wav_mp4_and_midi_metrics(tmp_path):
         assert set(res["metrics"][key]) == {"conditioned", "shuffled", "delta"}, key
     assert res["metrics"]["attr_acc_T1s1"]["conditioned"] >= 0.0
     assert res["protocols"]["beat_f1"]  # the protocol manifest is stored beside the scores
+
+
+def test_attribute_head_learns_the_prefix_and_forces_it():
+    from musecoco_symbolic.attribute_head import AttributeHeadConfig, AttributeHeadLayout
+    from musecoco_symbolic.attributes import na_values, values_to_tokens
+
+    codec = RemiCodec()
+    torch.manual_seed(0)
+    layout = AttributeHeadLayout(AttributeHeadConfig(cond_dim=8, width=64))
+    fast, slow = na_values(), na_values()
+    fast.update(T1s1=2, K1=0)
+    slow.update(T1s1=0, K1=1)
+    rows = [codec.vocab.encode(values_to_tokens(v) + [SEP, "Bar_None"]) for v in (fast, slow)]
+    music = MusicTokens(torch.tensor(rows)[:, None], torch.ones(2, len(rows[0]), dtype=torch.bool), None)
+    cond = Condition(torch.stack([torch.ones(4, 8), -torch.ones(4, 8)]), torch.ones(2, 4, dtype=torch.bool),
+                     torch.arange(4.0).repeat(2, 1))
+    opt = torch.optim.Adam(layout.parameters(), lr=1e-2)
+    first = float(layout.aux_loss(cond, music))
+    for _ in range(60):
+        opt.zero_grad()
+        loss = layout.aux_loss(cond, music)
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.05 * first
+    forced = layout.forced_codes(cond)
+    assert forced.shape == (2, 1, 63) and torch.equal(forced[:, 0], torch.tensor(rows)[:, :63])
+    got = layout.predicted_attributes(cond)
+    assert (got[0]["T1s1"], got[0]["K1"], got[1]["T1s1"], got[1]["K1"]) == (2, 0, 0, 1)
+    unsure = AttributeHeadLayout(AttributeHeadConfig(cond_dim=8, width=64, na_threshold=1.01))
+    assert codec.vocab.decode(unsure.forced_codes(cond)[0, 0].tolist()) == values_to_tokens(na_values())
+
+
+def test_run_with_the_attribute_head_layout(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
+                          "--layout", "attribute_head", f"run.root={tmp_path}", "--stage", "data",
+                          "--stage", "prepare", "--stage", "train", "--stage", "generate"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-attribute_head-musecoco-"))
+    metas = sorted((run_dir / "samples").glob("*.json"))
+    assert metas and all(m.with_suffix(".mid").is_file() for m in metas)
+    from vidmusic_core.runs import load_trained
+
+    _, model, _ = load_trained(run_dir)
+    assert "attribute_head.0.weight" in dict(model.layout.named_parameters())
+
+
+def test_generate_command_with_a_symbolic_run(tmp_path):
+    """`vidmusic generate RUN_DIR VIDEO` for a musecoco run: .mid + wav + mp4; past the window: a clear error."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
+                          f"run.root={tmp_path}", "train.steps=4", "--stage", "data", "--stage", "prepare",
+                          "--stage", "train"], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-prefix-musecoco-"))
+    video = sorted((tmp_path / "data").glob("*/toy_00001.mp4"))[0]
+    out = tmp_path / "out"
+    gen = subprocess.run([str(BIN / "vidmusic"), "generate", str(run_dir), str(video), "-o", str(out),
+                          "--seconds", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert gen.returncode == 0, gen.stderr[-3000:]
+    meta = json.loads((out / "toy_00001.json").read_text())
+    assert meta["midi"] == "toy_00001.mid" and (out / "toy_00001.mid").is_file() and (out / "toy_00001.mp4").is_file()
+    import soundfile as sf
+    assert abs(sf.info(str(out / "toy_00001.wav")).duration - 2.0) < 0.01
+    from vidmusic_core import api
+    from vidmusic_core.generation import SamplingConfig
+
+    _, model, codec = api.load(run_dir)
+    with pytest.raises(ConfigError, match="symbolic backbones generate one window"):
+        api.generate_with_model(model, codec, [video], out / "x", sampling=SamplingConfig(top_k=15), seed=0,
+                                window_seconds=1.0, overlap_seconds=0.5, progress=False)

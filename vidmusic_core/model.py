@@ -47,7 +47,9 @@ class VidMusicModel(nn.Module):
         music = MusicTokens(batch["codes"], batch["codes_mask"], frame_rate)
         text = batch.get("text")
         inp = self.layout(self.backbone, cond, music, text=text)
-        return self.backbone.loss(inp)
+        loss = self.backbone.loss(inp)
+        aux = getattr(self.layout, "aux_loss", None)  # e.g. a head on the condition (attribute_head)
+        return loss + aux(cond, music) if aux is not None else loss
 
     def forward(self, batch: Mapping[str, Any], frame_rate: float | None) -> Tensor:  # type: ignore[override]
         """The training loss (``forward`` so DDP can wrap the model)."""
@@ -95,6 +97,8 @@ def build_model(cfg: DictConfig, codec: MusicCodec, seed: int | None = None) -> 
                           f"{', '.join(supported) or 'none'}")
     wiring = {"cond_dim": int(encoder.dim), "width": int(backbone.width), "delays": list(codec.delays),
               "frame_rate": codec.frame_rate, "own_specials": not hasattr(backbone, "special")}
+    if getattr(codec, "vocab_name", None) is not None:
+        wiring["vocab"] = codec.vocab_name
     for k, v in wiring.items():
         lay_cfg = _set_if_field(lay_cfg, k, v)
     layout = lay_comp.build(lay_cfg)

@@ -17,7 +17,7 @@ from .data.manifest import MANIFEST_NAME, Item, read_manifest
 from .data.prepare import cache_root, data_root
 from .errors import VidmusicError
 from .generation import SamplingConfig, generate_tokens
-from .symbolic import forced_prefix, is_symbolic, symbolic_sampling, token_budget
+from .symbolic import forced_prefix, is_symbolic, layout_forced, merge_forced, symbolic_sampling, token_budget
 from .symbolic import write_outputs as write_symbolic
 from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 
@@ -72,7 +72,8 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
         sampling, forced = sampling_from(cfg), None
         if symbolic:  # MIDI tokens: sample up to a budget, each row stops at its EOS
             n_frames = token_budget(codec, float(secs.max()), cfg.generate.max_tokens)
-            sampling, forced = symbolic_sampling(sampling, codec), forced_prefix(codec, attributes, len(chunk))
+            sampling = symbolic_sampling(sampling, codec)
+            forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, len(chunk)))
         else:
             n_frames = int(round(float(secs.max()) * codec.frame_rate))
         toks = generate_tokens(model.layout, model.backbone, cond, n_frames, seeds, sampling,

@@ -57,6 +57,24 @@ def forced_prefix(codec: MusicCodec, attributes: Mapping[str, Any] | None, batch
     return torch.tensor(ids, dtype=torch.long)[None, None].expand(batch, 1, -1).clone()
 
 
+def merge_forced(*parts: Tensor | None) -> Tensor | None:
+    """Overlay forced-code tensors ``[B, K, F_i]`` (``-1`` = free): later parts win where they are set."""
+    given = [p for p in parts if p is not None]
+    if not given:
+        return None
+    n = max(p.shape[2] for p in given)
+    out = torch.full((*given[0].shape[:2], n), -1, dtype=torch.long, device=given[0].device)
+    for p in given:
+        out[:, :, : p.shape[2]] = torch.where(p >= 0, p.to(out.device), out[:, :, : p.shape[2]])
+    return out
+
+
+def layout_forced(layout: Any, condition: Any) -> Tensor | None:
+    """Codes a layout forces at the start of the music (e.g. ``attribute_head``'s predicted prefix)."""
+    fn = getattr(layout, "forced_codes", None)
+    return fn(condition) if fn is not None else None
+
+
 def write_outputs(codec: MusicCodec, tokens: MusicTokens, row: int, seconds: float, out_dir: Path,
                   name: str) -> tuple[Path, Path, dict[str, Any] | None]:
     """Row ``row`` of generated ``tokens`` -> ``<name>.mid`` (cut to ``seconds``) and its rendering

@@ -189,7 +189,7 @@ class MusecocoBackbone(Backbone):
     """
 
     Config = MusecocoConfig
-    supported_layouts = ("prefix",)
+    supported_layouts = ("prefix", "attribute_head")
     # what `vidmusic run --backbone musecoco` needs instead of the embedded (audio) default: the remi
     # codec, the video as a pooled prefix before the attributes, the LM also learning to predict the
     # attributes from the video (attribute_loss), MuseCoco's sampling (top-k 15, T 1.0), MIDI metrics

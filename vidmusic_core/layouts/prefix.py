@@ -18,6 +18,7 @@ column ``c`` carries the condition at column ``c``'s time. ``prefix_condition: t
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -64,7 +65,7 @@ class PrefixLayout(SequenceLayout):
             raise ConfigError("layout: cond_dim and width are unset; build layouts with "
                               "vidmusic_core.model.build_model (it wires them from the encoder and backbone)")
         if cfg.text_only:
-            cfg = self.cfg = PrefixConfig(**{**cfg.__dict__, "prefix_condition": False, "aligned": False})
+            cfg = self.cfg = dataclasses.replace(cfg, prefix_condition=False, aligned=False)
         elif not (cfg.prefix_condition or cfg.aligned):
             raise ConfigError("layout: prefix_condition and aligned are both false: the video would be ignored "
                               "(set layout.text_only=true for text-to-music)")
