@@ -48,13 +48,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = Tru
     return _train(cfg, run_dir, load_codec(cfg, progress), resume=resume, progress=progress, max_steps=max_steps)
 
 
-def _write_outputs(video: Path, wav: Path, out: Path, meta: dict[str, Any], stream: bool = False) -> None:
-    """``<out>/<stem>.mp4`` (``video`` with ``wav`` as its soundtrack; ``stream``: read the wav in blocks, for long
-    videos) and ``<out>/<stem>.json`` (``meta``)."""
-    from .longform import mux_streaming
+def _write_outputs(video: Path, wav: Path, out: Path, meta: dict[str, Any]) -> None:
+    """``<out>/<stem>.mp4`` (``video`` with ``wav`` as its soundtrack, read in blocks) and ``<out>/<stem>.json``."""
     from .video import mux_audio
 
-    (mux_streaming if stream else mux_audio)(video, wav, out / f"{video.stem}.mp4")
+    mux_audio(video, wav, out / f"{video.stem}.mp4")
     with atomic_path(out / f"{video.stem}.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
 
@@ -122,7 +120,7 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
             with torch.inference_mode():
                 audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
             write_wav(wav, audio.float().cpu().numpy(), codec.sample_rate)
-        _write_outputs(video, wav, out, info, stream="window_seeds" in info)
+        _write_outputs(video, wav, out, info)
         written.append(wav)
     return written
 

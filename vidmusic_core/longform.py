@@ -138,59 +138,6 @@ def window_seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * index) % (2**31 - 1)
 
 
-def mux_streaming(video_path: PathLike, wav_path: PathLike, out_path: PathLike, *, codec: str = "aac",
-                  bit_rate: int = 192_000) -> Path:
-    """:func:`vidmusic_core.video.mux_audio` for long soundtracks: the same output (video packets copied, the wav
-    encoded with ``codec``, trimmed or zero-padded to the video's length), but the wav is read in blocks of 1024
-    samples instead of whole, so memory does not grow with its length. A wav that needs resampling (a rate AAC
-    lacks) or has more than 2 channels goes to ``mux_audio``. Atomic."""
-    from fractions import Fraction
-
-    import av
-    import soundfile as sf
-
-    from .checkpoint import atomic_path
-    from .video import _AAC_RATES, _container_format, _open, mux_audio
-
-    info = probe_video(video_path)
-    with sf.SoundFile(str(wav_path)) as f:
-        sr, channels = int(f.samplerate), int(f.channels)
-        if (codec == "aac" and sr not in _AAC_RATES) or channels > 2:
-            return mux_audio(video_path, wav_path, out_path, codec=codec, bit_rate=bit_rate)
-        n, layout = int(round(info.duration * sr)), "mono" if channels == 1 else "stereo"
-        fmt = _container_format(out_path)
-        opts = {"movflags": "faststart"} if fmt in ("mp4", "mov") else {}
-        with _open(video_path) as src, atomic_path(out_path) as tmp:
-            with av.open(str(tmp), "w", format=fmt, options=opts) as dst:
-                vin = src.streams.video[0]
-                vout = dst.add_stream_from_template(vin)
-                aout = dst.add_stream(codec, rate=sr)
-                aout.layout, aout.bit_rate = layout, bit_rate
-                pos = 0
-
-                def encode_until(sample: int) -> None:
-                    nonlocal pos
-                    while pos < min(sample, n):
-                        want = min(1024, n - pos)
-                        x = f.read(want, dtype="float32", always_2d=True).T  # [C, <= want]; zeros past the wav's end
-                        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, want - x.shape[1]))))
-                        fr = av.AudioFrame.from_ndarray(x, format="fltp", layout=layout)
-                        fr.sample_rate, fr.pts, fr.time_base = sr, pos, Fraction(1, sr)
-                        dst.mux(aout.encode(fr))
-                        pos += want
-
-                for pkt in src.demux(vin):
-                    if pkt.dts is None:
-                        continue
-                    if pkt.pts is not None:  # interleave: audio up to one second past this video packet
-                        encode_until(int((float(pkt.pts * pkt.time_base) - info.start_time + 1.0) * sr))
-                    pkt.stream = vout
-                    dst.mux(pkt)
-                encode_until(n)
-                dst.mux(aout.encode(None))
-    return Path(out_path)
-
-
 def decode_frames(codec: Any, codes: Tensor, start: int, end: int, chunk: int, context: int,
                   device: Any = None) -> Iterator[Tensor]:
     """Audio ``[C, samples]`` of music frames ``[start, end)`` of ``codes [1, K, n]``, yielded in pieces of at most
@@ -282,5 +229,5 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
                       peak, {"total": round(time.perf_counter() - t_start, 3)})
 
 
-__all__ = ["ContinuationLayout", "LongResult", "Window", "decode_frames", "generate_long", "mux_streaming",
+__all__ = ["ContinuationLayout", "LongResult", "Window", "decode_frames", "generate_long",
            "plan_windows", "window_seed"]

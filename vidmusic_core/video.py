@@ -514,47 +514,85 @@ def write_video(path: PathLike, frames: Any, fps: float | Fraction, codec: str =
     return Path(path)
 
 
-def mux_audio(video_path: PathLike, audio_path: PathLike, out_path: PathLike, *, codec: str = "aac",
-              bit_rate: int = 192_000) -> Path:
-    """Write ``out_path``: the video stream of ``video_path`` copied packet by packet (not re-encoded) plus
-    ``audio_path`` encoded with ``codec``, trimmed or zero-padded to the video's length. Atomic."""
+@contextmanager
+def _audio_blocks(audio_path: PathLike, codec: str) -> Iterator[tuple[int, int, Any]]:
+    """``(sample rate, channels, read)`` where ``read(n)`` gives the next float32 ``[C, n]`` block of
+    ``audio_path`` (zeros past its end). Files soundfile reads at a rate the codec takes are streamed
+    (memory does not grow with their length); others are loaded whole and resampled (AAC: to 48 kHz)."""
+    import soundfile as sf
+
     from .audio import AudioError, audio_info, load_audio
 
-    info = probe_video(video_path)
+    try:
+        f = sf.SoundFile(str(audio_path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        f = None
+    if f is not None and (codec != "aac" or f.samplerate in _AAC_RATES):
+        with f:
+            def read_file(want: int) -> np.ndarray:
+                x = f.read(want, dtype="float32", always_2d=True).T  # [C, <= want]
+                if not np.isfinite(x).all():
+                    raise AudioError(f"{audio_path} contains NaN or infinite samples; nothing was muxed")
+                return np.ascontiguousarray(np.pad(x, ((0, 0), (0, want - x.shape[1]))))
+
+            yield int(f.samplerate), int(f.channels), read_file
+        return
+    if f is not None:
+        f.close()
     sr = audio_info(audio_path).sample_rate
     if codec == "aac" and sr not in _AAC_RATES:
         sr = 48000  # resampled by load_audio
     audio = load_audio(audio_path, sr, mono=False, allow_silent=True)  # [C, L]
-    if audio.shape[0] > 2:
-        raise AudioError(f"{audio_path} has {audio.shape[0]} channels; mux_audio takes mono or stereo")
-    n = int(round(info.duration * sr))
-    audio = np.ascontiguousarray(np.pad(audio[:, :n], ((0, 0), (0, max(0, n - audio.shape[1])))))
-    layout = "mono" if audio.shape[0] == 1 else "stereo"
-    fmt = _container_format(out_path)
-    with _open(video_path) as src, atomic_path(out_path) as tmp:
-        with av.open(str(tmp), "w", format=fmt,
-                     options={"movflags": "faststart"} if fmt in ("mp4", "mov") else {}) as dst:
-            vin = src.streams.video[0]
-            vout = dst.add_stream_from_template(vin)
-            aout = dst.add_stream(codec, rate=sr)
-            aout.layout, aout.bit_rate = layout, bit_rate
-            pos, chunk = 0, 1024
+    pos = 0
 
-            def encode_until(sample: int) -> None:
-                nonlocal pos
-                while pos < min(sample, n):
-                    fr = av.AudioFrame.from_ndarray(audio[:, pos:pos + chunk].copy(), format="fltp", layout=layout)
-                    fr.sample_rate, fr.pts, fr.time_base = sr, pos, Fraction(1, sr)
-                    dst.mux(aout.encode(fr))
-                    pos += chunk
+    def read_loaded(want: int) -> np.ndarray:
+        nonlocal pos
+        x = audio[:, pos:pos + want]
+        pos += x.shape[1]
+        return np.ascontiguousarray(np.pad(x, ((0, 0), (0, want - x.shape[1]))), dtype=np.float32)
 
-            for pkt in src.demux(vin):
-                if pkt.dts is None:
-                    continue
-                if pkt.pts is not None:  # interleave: audio up to one second past this video packet
-                    encode_until(int((float(pkt.pts * pkt.time_base) - info.start_time + 1.0) * sr))
-                pkt.stream = vout
-                dst.mux(pkt)
-            encode_until(n)
-            dst.mux(aout.encode(None))
+    yield sr, int(audio.shape[0]), read_loaded
+
+
+def mux_audio(video_path: PathLike, audio_path: PathLike, out_path: PathLike, *, codec: str = "aac",
+              bit_rate: int = 192_000) -> Path:
+    """Write ``out_path``: the video stream of ``video_path`` copied packet by packet (not re-encoded) plus
+    ``audio_path`` encoded with ``codec``, trimmed or zero-padded to the video's length. The audio is read
+    in blocks (a long soundtrack is never whole in memory) unless it must be resampled. Atomic."""
+    from .audio import AudioError
+
+    info = probe_video(video_path)
+    with _audio_blocks(audio_path, codec) as (sr, channels, read):
+        if channels > 2:
+            raise AudioError(f"{audio_path} has {channels} channels; mux_audio takes mono or stereo")
+        n = int(round(info.duration * sr))
+        layout = "mono" if channels == 1 else "stereo"
+        fmt = _container_format(out_path)
+        with _open(video_path) as src, atomic_path(out_path) as tmp:
+            with av.open(str(tmp), "w", format=fmt,
+                         options={"movflags": "faststart"} if fmt in ("mp4", "mov") else {}) as dst:
+                vin = src.streams.video[0]
+                vout = dst.add_stream_from_template(vin)
+                aout = dst.add_stream(codec, rate=sr)
+                aout.layout, aout.bit_rate = layout, bit_rate
+                pos, chunk = 0, 1024
+
+                def encode_until(sample: int) -> None:
+                    nonlocal pos
+                    while pos < min(sample, n):
+                        want = min(chunk, n - pos)
+                        fr = av.AudioFrame.from_ndarray(read(want), format="fltp", layout=layout)
+                        fr.sample_rate, fr.pts, fr.time_base = sr, pos, Fraction(1, sr)
+                        dst.mux(aout.encode(fr))
+                        pos += want
+
+                for pkt in src.demux(vin):
+                    if pkt.dts is None:
+                        continue
+                    if pkt.pts is not None:  # interleave: audio up to one second past this video packet
+                        encode_until(int((float(pkt.pts * pkt.time_base) - info.start_time + 1.0) * sr))
+                    pkt.stream = vout
+                    dst.mux(pkt)
+                encode_until(n)
+                dst.mux(aout.encode(None))
     return Path(out_path)
