@@ -134,7 +134,7 @@ def test_attribute_head_learns_the_prefix_and_forces_it():
     cond = Condition(torch.stack([torch.ones(4, 8), -torch.ones(4, 8)]), torch.ones(2, 4, dtype=torch.bool),
                      torch.arange(4.0).repeat(2, 1))
     opt = torch.optim.Adam(layout.parameters(), lr=1e-2)
-    first = float(layout.aux_loss(cond, music))
+    first = float(layout.aux_loss(cond, music).detach())
     for _ in range(60):
         opt.zero_grad()
         loss = layout.aux_loss(cond, music)

@@ -111,19 +111,24 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
     start = torch.tensor(d, device=out.device)
     eos_id = getattr(backbone, "eos_id", None)
     constrain = getattr(backbone, "constrain_logits", None)
+    delayed = max(d) > 0
+    step_mask = torch.ones(2 * B if guided else B, 1, dtype=torch.bool, device=out.device)
     if forced is not None and (forced.shape[0] != B or forced.shape[1] != K):
         raise ValueError(f"generate_tokens: forced codes {list(forced.shape)} for {B} items x {K} codebooks")
     for c in range(n_cols):
         if guided:
             logits = logits[B:] + sc.cfg_coef * (logits[:B] - logits[B:])
         allow_eos = sc.use_eos and eos_id is not None and c >= sc.min_frames + max(d)
-        logits = logits.clone()
-        eos_logit = logits[:, 0, eos_id].clone() if allow_eos else None
-        logits[..., V:] = float("-inf")  # EOS and any extra ids off …
-        if eos_id is not None and eos_id < V:
-            logits[:, 0, eos_id] = float("-inf")
-        if eos_logit is not None:
-            logits[:, 0, eos_id] = eos_logit  # … except EOS on codebook 0 once allowed
+        if allow_eos and eos_id >= V:  # an EOS id past the codes (audio backbones): only it, on codebook 0
+            logits = logits.clone()
+            eos_logit = logits[:, 0, eos_id].clone()
+            logits[..., V:] = float("-inf")
+            logits[:, 0, eos_id] = eos_logit
+        else:
+            logits = logits[..., :V]  # extra ids (e.g. an EOS past the codes) off: a view, no copy
+            if eos_id is not None and eos_id < V and not allow_eos:  # an EOS inside the vocabulary, not yet
+                logits = logits.clone()
+                logits[:, 0, eos_id] = float("-inf")
         if constrain is not None:
             logits = constrain(logits, c)
         filtered = filter_logits(logits, sc.top_k, sc.top_p)
@@ -137,14 +142,15 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
             lengths[ended] = c - max(d)
             stopped |= ended
             codes[:, 0] = codes[:, 0].masked_fill(codes[:, 0] == eos_id, pad)
-        live = (c >= start) & (c < start + n_frames)  # [K] codebooks with a real code at column c
-        codes = torch.where(live[None], codes, torch.full_like(codes, pad))
+        if delayed or c >= n_frames:
+            live = (c >= start) & (c < start + n_frames)  # [K] codebooks with a real code at column c
+            codes = torch.where(live[None], codes, torch.full_like(codes, pad))
         out[:, :, c] = codes
-        if bool(stopped.all()) or c == n_cols - 1:
+        if c == n_cols - 1 or (allow_eos and bool(stopped.all())):  # (no host sync while EOS is off)
             break
         step_codes = torch.cat([codes, codes]) if guided else codes
         x = layout.step_embeds(backbone, step_codes[:, :, None], c, cond)  # [B', 1, D]
-        step = BackboneInput(inputs_embeds=x, attention_mask=torch.ones(x.shape[0], 1, dtype=torch.bool, device=x.device))
+        step = BackboneInput(inputs_embeds=x, attention_mask=step_mask)
         logits = _forward_last(backbone, step, cache, last_only)
     codes = undo_delays(out, d, n_frames)  # [B, K, n_frames]
     mask = torch.arange(n_frames, device=out.device)[None] < lengths[:, None]
