@@ -65,6 +65,68 @@ def test_cached_steps_equal_full_forward() -> None:
     torch.testing.assert_close(got[real], full[real], atol=1e-5, rtol=1e-5)
 
 
+def test_inplace_cache_and_step_path_equal_dynamic_cache() -> None:
+    """The in-place cache + single-token step path give the logits of transformers' own forward over a plain
+    ``DynamicCache`` (1e-5), through buffer growth, ``crop`` and ``batch_select_indices``."""
+    from inspire_llm.cache import MIN_CAPACITY, InPlaceLayer
+
+    m = _model()
+    B, P, steps = 3, MIN_CAPACITY - 4, 12  # the buffer grows during the steps
+    x = torch.randn(B, P + steps, m.width)
+    ones = torch.ones(B, P + steps, dtype=torch.bool)
+
+    def ref_logits(xs: torch.Tensor) -> torch.Tensor:  # transformers forward, DynamicCache, one token at a time
+        cache = DynamicCache(config=m.llm.model.config)
+        hid = m.qwen(inputs_embeds=xs[:, :P], past_key_values=cache, use_cache=True).last_hidden_state[:, -1:]
+        got = [hid]
+        for i in range(P, xs.shape[1]):
+            got.append(m.qwen(inputs_embeds=xs[:, i:i + 1], past_key_values=cache, use_cache=True).last_hidden_state)
+        return m.decode_logits(torch.cat(got, 1))
+
+    with torch.inference_mode():
+        ref = ref_logits(x)
+        cache = m.new_cache()
+        got = [m(BackboneInput(x[:, :P], ones[:, :P]), cache, logits_positions="last").logits]
+        for i in range(P, P + steps):
+            got.append(m(BackboneInput(x[:, i:i + 1], ones[:, i:i + 1]), cache, logits_positions="last").logits)
+            layer = cache.layers[0]
+            assert isinstance(layer, InPlaceLayer) and layer.keys.data_ptr() == layer._kbuf.data_ptr()
+        assert cache.layers[0]._kbuf.shape[2] > MIN_CAPACITY  # it grew
+        torch.testing.assert_close(torch.cat(got, dim=2), ref, atol=1e-5, rtol=1e-5)
+        # crop two positions, keep rows 2 and 0, and continue: equals the reference on those rows
+        cache.crop(-2)
+        idx = torch.tensor([2, 0])
+        cache.batch_select_indices(idx)
+        again = [m(BackboneInput(x[idx, i:i + 1], ones[:2, i:i + 1]), cache, logits_positions="last").logits
+                 for i in range(P + steps - 2, P + steps)]
+    torch.testing.assert_close(torch.cat(again, dim=2), ref[idx][:, :, -2:], atol=1e-5, rtol=1e-5)
+
+
+def test_colmajor_weights_same_model(tmp_path: Path) -> None:
+    """``colmajor_weights``: same parameters and shapes, logits equal to 1e-5, loads and saves as usual."""
+    from vidmusic_core.checkpoint import load_weights, save_weights
+
+    m = _model()
+    c = _model(colmajor_weights=True)
+    c.load_state_dict(m.state_dict())
+    q = c.qwen.layers[0].self_attn.q_proj.weight
+    assert q.stride() == (1, q.shape[0]) and c.llm_decoder.weight.stride(0) == 1
+    assert c.qwen.layers[0].mlp.down_proj.weight.is_contiguous()  # [D, FFN]: more columns, kept
+    x = torch.randn(2, 9, m.width)
+    ones = torch.ones(2, 9, dtype=torch.bool)
+    with torch.inference_mode():
+        torch.testing.assert_close(c(BackboneInput(x, ones)).logits, m(BackboneInput(x, ones)).logits,
+                                   atol=1e-5, rtol=1e-5)
+        cm, cc = m.new_cache(), c.new_cache()
+        m(BackboneInput(x[:, :8], ones[:, :8]), cm)
+        c(BackboneInput(x[:, :8], ones[:, :8]), cc)
+        torch.testing.assert_close(c(BackboneInput(x[:, 8:], ones[:, 8:]), cc).logits,
+                                   m(BackboneInput(x[:, 8:], ones[:, 8:]), cm).logits, atol=1e-5, rtol=1e-5)
+    save_weights(c.state_dict(), tmp_path / "w.safetensors")
+    back = load_weights(tmp_path / "w.safetensors")
+    assert all(torch.equal(back[k], v) for k, v in m.state_dict().items())
+
+
 # -- (4) padding ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_padded_row_equals_row_alone(side: str) -> None:

@@ -30,10 +30,13 @@ from typing import Any, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from vidmusic_core import (IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError,
                            select_positions)
+
+from .cache import InspireCache
 
 #: structure label -> chorus_embedding row. Upstream's *training* map (dataset/processor.py CHORUS);
 #: its inference CLIs use a different one (verse 1, chorus 2), which we do not follow.
@@ -80,42 +83,6 @@ class QwenLM(nn.Module):
         self.model = Qwen2ForCausalLM(config)
 
 
-class InspireCache(DynamicCache):
-    """transformers ``DynamicCache`` that also remembers the padding mask of the cached positions.
-
-    ``mask``: bool ``[B, S_past]`` (True = real token), or None when nothing cached is padding. It lets
-    a left-padded prompt be continued one token at a time with correct masks and position ids.
-    """
-
-    def __init__(self, config: Qwen2Config) -> None:
-        super().__init__(config=config)
-        self.mask: Optional[Tensor] = None
-
-    def _trim(self) -> None:
-        if self.mask is not None:
-            self.mask = self.mask[:, : self.get_seq_length()]
-
-    def crop(self, tokens_to_remove: int) -> None:
-        super().crop(tokens_to_remove)
-        self._trim()
-
-    def reset(self) -> None:
-        super().reset()
-        self.mask = None
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        super().reorder_cache(beam_idx)
-        self.mask = None if self.mask is None else self.mask[beam_idx.to(self.mask.device)]
-
-    def batch_select_indices(self, indices: Tensor) -> None:
-        super().batch_select_indices(indices)
-        self.mask = None if self.mask is None else self.mask[indices.to(self.mask.device)]
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        super().batch_repeat_interleave(repeats)
-        self.mask = None if self.mask is None else self.mask.repeat_interleave(repeats, dim=0)
-
-
 def grow_llm_embedding(weight: Tensor, rows: int = 3) -> Tensor:
     """Grow an upstream ``llm_embedding.weight`` ``[2, D]`` to ``[rows, D]``, keeping rows 0 (sos) and
     1 (task). New rows start as copies of the task row (so a new task starts as text-to-music)."""
@@ -138,6 +105,9 @@ class InspireConfig:
     ``video_task``: ``llm_embedding`` has a third row for the video task. ``dtype``: fp32 | bf16 | fp16.
     ``attn``: transformers attention implementation (``sdpa``, ``eager``, ``flash_attention_2``).
     ``context_length``: longest sequence the generation loop should use (None: preset).
+    ``colmajor_weights``: keep the Qwen2 layers' and ``llm_decoder``'s ``Linear`` weights with more rows than
+    columns (q/k/v, o, gate, up, decoder) transposed in memory (same values and shapes; see
+    :meth:`InspireBackbone.colmajor_weights_`): a CPU speed option for batch 1-2 decoding, off by default.
     """
 
     size: str = "tiny"
@@ -158,6 +128,7 @@ class InspireConfig:
     attn: str = "sdpa"
     grad_checkpointing: bool = False
     context_length: Optional[int] = None
+    colmajor_weights: bool = False
 
 
 def read_qwen_config(qwen_dir: Union[str, Path]) -> Qwen2Config:
@@ -238,9 +209,29 @@ class InspireBackbone(Backbone):
         self.spk_embed_affine_layer = nn.Linear(192, D)
         self.time_embedding = SinusoidalEmbedding(D)
         self.to(DTYPES[cfg.dtype])
+        if cfg.colmajor_weights:
+            self.colmajor_weights_()
         if cfg.grad_checkpointing:
             self.llm.model.gradient_checkpointing_enable()
         self._tokenizer: Any = None
+
+    def colmajor_weights_(self) -> "InspireBackbone":
+        """Store every 2-D ``Linear`` weight of the Qwen2 layers and ``llm_decoder`` with at least as many rows
+        as columns column-major (``w.t().contiguous().t()``, in place: same values, shapes and parameters).
+
+        Why: a batch-1 step is one matrix-vector product per weight, and MKL's reads a ``[out, in]`` row-major
+        weight at ~13 GB/s on the CPU of our benchmarks but a column-major one at ~20 GB/s (and batch 2 ~2x);
+        from batch ~4 on (matrix-matrix) it is ~10% slower, and prefill ~4% slower. Outputs change only by
+        summation order (1e-6). ``load_state_dict`` copies into the existing layout. The weights are then
+        non-contiguous: ``vidmusic_core.checkpoint.save_weights`` writes contiguous copies, but code calling
+        ``safetensors.save_file`` or ``.view`` on them directly needs ``.contiguous()`` first.
+        """
+        mods = [m for m in self.qwen.layers.modules() if isinstance(m, nn.Linear)] + [self.llm_decoder]
+        for m in mods:
+            w = m.weight
+            if w.dim() == 2 and w.shape[0] >= w.shape[1] and w.stride(0) != 1:
+                w.data = w.data.t().contiguous().t()
+        return self
 
     # -- embeddings ----------------------------------------------------------------------------
     @property
@@ -252,6 +243,8 @@ class InspireBackbone(Backbone):
         """Audio codes long ``[B, K, T]`` -> ``[B, T, D]`` (sum over codebooks of ``speech_embedding``)."""
         if codes.dim() != 3 or codes.shape[1] != self.n_codebooks:
             raise ShapeError(f"inspire backbone: embed expects codes [B, {self.n_codebooks}, T], got {list(codes.shape)}")
+        if self.n_codebooks == 1:
+            return self.speech_embedding(codes[:, 0])  # [B, T, D] (the sum below over one codebook)
         offsets = torch.arange(self.n_codebooks, device=codes.device)[None, :, None] * self.cardinality
         return self.speech_embedding(codes + offsets).sum(dim=1)  # [B, T, D]
 
@@ -289,20 +282,25 @@ class InspireBackbone(Backbone):
 
     # -- the LM --------------------------------------------------------------------------------
     def new_cache(self) -> InspireCache:
-        """An empty transformers ``DynamicCache`` (``InspireCache``: also keeps the padding mask)."""
-        return InspireCache(self.llm.model.config)
+        """An empty ``InspireCache``: a transformers ``DynamicCache`` written in place that also keeps the
+        padding mask (buffers capped at ``context_length``)."""
+        return InspireCache(self.llm.model.config, max_length=self.context_length)
 
-    def _mask_and_positions(self, inp: BackboneInput, cache: Any) -> tuple[Optional[Tensor], Optional[Tensor]]:
-        """Bool mask ``[B, S_past + S]`` (None = no padding anywhere) and position ids ``[B, S]``.
+    def _mask_and_positions(self, inp: BackboneInput, cache: Any) -> tuple[Optional[Tensor], Optional[Tensor], bool]:
+        """Bool mask ``[B, S_past + S]`` (None = no padding anywhere), position ids ``[B, S]`` (None = the
+        default ``past .. past+S-1``) and whether every new token is real.
 
         Positions count real tokens only (cumsum of the mask), as transformers' ``generate()`` does, so a
         padded row sees the positions of the row alone (RoPE is relative, so this changes logits only by
         rounding; the masks are what make a padded row equal the row alone).
         """
-        new = inp.attention_mask.to(torch.bool)
+        new = inp.attention_mask
+        if new.dtype != torch.bool:
+            new = new.to(torch.bool)
         past = cache.get_seq_length() if cache is not None else 0
         past_mask = getattr(cache, "mask", None)
-        if past_mask is None and bool(new.all()):
+        new_real = bool(new.all())  # the one host sync of a step
+        if past_mask is None and new_real:
             full = None
         else:
             if past_mask is None:
@@ -315,8 +313,47 @@ class InspireBackbone(Backbone):
                 raise ValueError("inspire backbone: a padded batch with a cache needs backbone.new_cache()")
         pos = inp.position_ids
         if pos is None and full is not None:
-            pos = (full.long().cumsum(dim=1) - 1).clamp(min=0)[:, past:]  # [B, S]
-        return full, pos
+            if new.shape[1] == 1 and new_real:
+                pos = full.sum(dim=1, keepdim=True) - 1  # [B, 1] = the last of the cumsum below
+            else:
+                pos = (full.long().cumsum(dim=1) - 1).clamp(min=0)[:, past:]  # [B, S]
+        return full, pos, new_real
+
+    def _fast_step_ok(self) -> bool:
+        """Whether :meth:`_step` may replace the transformers forward (SDPA, full attention, inference)."""
+        qcfg = self.llm.model.config
+        return (qcfg._attn_implementation == "sdpa" and not self.training
+                and all(t == "full_attention" for t in getattr(qcfg, "layer_types", None) or ["full_attention"]))
+
+    def _step(self, x: Tensor, cache: InspireCache, full: Optional[Tensor], pos: Optional[Tensor]) -> Tensor:
+        """One cached decode position ``x [B, 1, D]`` -> final-norm hidden ``[B, 1, D]``.
+
+        The transformers ``Qwen2Model`` computation for a single new token, run over the same modules with
+        its per-call bookkeeping left out (no mask builder: a single query sees every cached key, so only a
+        padding mask ``[B, 1, 1, S_past+1]`` is passed, and none without padding; query heads packed per key
+        head as transformers' ``pack_gqa`` does, so no ``repeat_kv``). Keys / values go to ``cache`` in place.
+        """
+        qwen = self.qwen
+        B = x.shape[0]
+        if pos is None:
+            pos = torch.full((1, 1), cache.get_seq_length(), dtype=torch.long, device=x.device)
+        cos, sin = qwen.rotary_emb(x, pos)
+        mask = None if full is None else full[:, None, None, :]  # [B, 1, 1, S_past + 1]
+        h = x
+        for i, layer in enumerate(qwen.layers):
+            attn = layer.self_attn
+            hd = attn.head_dim
+            y = layer.input_layernorm(h)
+            q = attn.q_proj(y).view(B, 1, -1, hd).transpose(1, 2)  # [B, H, 1, hd]
+            k = attn.k_proj(y).view(B, 1, -1, hd).transpose(1, 2)  # [B, H_kv, 1, hd]
+            v = attn.v_proj(y).view(B, 1, -1, hd).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            k, v = cache.update(k, v, i)  # [B, H_kv, S_past + 1, hd]
+            q = q.reshape(B, k.shape[1], -1, hd)  # [B, H_kv, H / H_kv, hd]: the group's heads as queries
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
+            h = h + attn.o_proj(o.reshape(B, 1, -1))  # head order kept: [H_kv, group] = H
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+        return qwen.norm(h)
 
     def decode_logits(self, hidden: Tensor) -> Tensor:
         """Hidden ``[B, S, D]`` -> float32 logits ``[B, K, S, A+1]`` (``llm_decoder``; EOS = A)."""
@@ -334,11 +371,17 @@ class InspireBackbone(Backbone):
         """
         if inp.memory is not None:
             raise ConfigError("inspire backbone has no cross-attention; use layout prefix or aligned, not cross")
-        x = inp.inputs_embeds.to(self.llm_decoder.weight.dtype)
-        mask, pos = self._mask_and_positions(inp, cache)
-        out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos,
-                        past_key_values=cache, use_cache=cache is not None)
-        hidden = out.last_hidden_state  # [B, S, D]
+        x = inp.inputs_embeds
+        if x.dtype != self.llm_decoder.weight.dtype:
+            x = x.to(self.llm_decoder.weight.dtype)
+        mask, pos, new_real = self._mask_and_positions(inp, cache)
+        if (x.shape[1] == 1 and new_real and inp.position_ids is None and isinstance(cache, InspireCache)
+                and self._fast_step_ok()):
+            hidden = self._step(x, cache, mask, pos)  # [B, 1, D]
+        else:
+            out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos,
+                            past_key_values=cache, use_cache=cache is not None)
+            hidden = out.last_hidden_state  # [B, S, D]
         sel = select_positions(hidden, logits_positions)
         return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)
 
