@@ -175,7 +175,7 @@ def test_generate_command_with_a_symbolic_run(tmp_path):
     run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-prefix-musecoco-"))
     video = sorted((tmp_path / "data").glob("*/toy_00001.mp4"))[0]
     out = tmp_path / "out"
-    gen = subprocess.run([str(BIN / "vidmusic"), "generate", str(run_dir), str(video), "-o", str(out),
+    gen = subprocess.run([str(BIN / "vidmusic"), "generate", str(video), "--run", str(run_dir), "-o", str(out),
                           "--seconds", "2"], capture_output=True, text=True, timeout=600, env=env)
     assert gen.returncode == 0, gen.stderr[-3000:]
     meta = json.loads((out / "toy_00001.json").read_text())

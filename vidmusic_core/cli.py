@@ -216,6 +216,8 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="a trained run directory (same as giving it as the first path); then every path is a video")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False), default=None,
               help="an imported model directory (vidmuse_full or inspiremusic) instead of a RUN_DIR; then every "
                    "path is a video")
@@ -228,14 +230,19 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 @click.option("--device", default=None, help="--checkpoint only: cpu, cuda, … (default: cuda when available)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
-def generate(paths: tuple[str, ...], out_dir: str, checkpoint: str | None, codec_dir: str | None,
+def generate(paths: tuple[str, ...], out_dir: str, run_dir: str | None, checkpoint: str | None, codec_dir: str | None,
              text: tuple[str, ...], seconds: float | None, seed: int | None, device: str | None,
              no_progress: bool) -> None:
-    """Music for videos: `generate RUN_DIR VIDEO... -o OUT` (a trained run) or `generate VIDEO... --checkpoint
+    """Music for videos: `generate RUN_DIR VIDEO... -o OUT` or `generate VIDEO... --run RUN_DIR -o OUT` (a
+    trained run) or `generate VIDEO... --checkpoint
     DIR [--codec-dir ENCODEC_DIR] -o OUT` (an imported model); writes wav + mp4 (the video with the new
     soundtrack) + json (seed, settings). Long videos are generated in windows."""
     from . import api
 
+    if run_dir is not None and checkpoint is not None:
+        raise click.UsageError("give --run RUN_DIR or --checkpoint DIR, not both")
+    if run_dir is not None:
+        paths = (run_dir, *paths)
     if checkpoint is not None:
         written = api.generate_from_checkpoint(checkpoint, paths, out_dir, text=list(text) or None,
                                                seconds=seconds, seed=seed or 0, codec_dir=codec_dir, device=device,
