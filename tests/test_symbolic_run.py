@@ -140,7 +140,7 @@ def test_attribute_head_learns_the_prefix_and_forces_it():
         loss = layout.aux_loss(cond, music)
         loss.backward()
         opt.step()
-    assert float(loss) < 0.05 * first
+    assert float(loss.detach()) < 0.05 * first
     forced = layout.forced_codes(cond)
     assert forced.shape == (2, 1, 63) and torch.equal(forced[:, 0], torch.tensor(rows)[:, :63])
     got = layout.predicted_attributes(cond)

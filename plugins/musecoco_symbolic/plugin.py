@@ -44,3 +44,43 @@ def register_importers(register) -> None:  # type: ignore[no-untyped-def]
 @hookimpl
 def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
     register("attribute_control", AttributeControlMetric, AttributeControlConfig)
+
+
+@hookimpl
+def register_commands(cli) -> None:  # type: ignore[no-untyped-def]
+    import click
+
+    @cli.command("corpus")
+    @click.argument("out", type=click.Path(file_okay=False))
+    @click.option("--collection", default="bach", show_default=True,
+                  help="music21 corpus collection: bach, essenFolksong (essen), oneills1850 (oneills)")
+    @click.option("--n", default=None, type=int, help="number of pieces (default: all)")
+    @click.option("--seconds", default=None, type=float, help="cut every piece (MIDI and video) to this length")
+    @click.option("--seed", default=0, show_default=True, help="which pieces when --n is less than all")
+    @click.option("--program", default=None, type=int, help="GM program of every part (default: the collection's)")
+    @click.option("--colour", type=click.Choice(["black", "key"]), default="black", show_default=True,
+                  help="constant video colour; 'key' makes the video carry the measured key")
+    @click.option("--no-progress", is_flag=True, help="no progress bar")
+    def corpus(out: str, collection: str, n: int | None, seconds: float | None, seed: int, program: int | None,
+               colour: str, no_progress: bool) -> None:
+        """Export music21-corpus pieces as MIDI + constant video for symbolic-LM pretraining (offline)."""
+        import sys
+
+        from vidmusic_core.errors import VidmusicError
+
+        from .corpus import collection_info, export_corpus
+
+        try:
+            rep = export_corpus(out, collection=collection, n=n, seconds=seconds, seed=seed,
+                                progress=not no_progress, program=program, colour=colour)
+        except VidmusicError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"{len(rep.written)} written, {len(rep.existing)} kept, {len(rep.failed)} failed to parse; "
+                   f"{len(rep.names)} {rep.collection} pieces in {rep.out_dir} in {rep.seconds_elapsed:.1f} s "
+                   "(splits: " + ", ".join(f"{k} {len(v)}" for k, v in rep.splits.items()) + ")")
+        for f in rep.failed:
+            click.echo(f"  skipped {f['source']}: {f['reason']}")
+        lic = collection_info(rep.collection)
+        click.echo(f"licence: {lic.licence} (research: {lic.research_use}; commercial: {lic.commercial_use}); "
+                   f"details in {rep.out_dir / 'dataset.json'}")
