@@ -98,7 +98,7 @@ class Measures:
     key: tuple[int, str] | None = None  # (tonic pitch class, "major" | "minor")
 
 
-def _tick_seconds(tempos: Sequence[tuple[int, float]], tpq: int, tick: int) -> float:
+def tick_seconds(tempos: Sequence[tuple[int, float]], tpq: int, tick: int) -> float:
     """Seconds at ``tick`` under a tempo map ``[(tick, qpm), ...]`` (sorted, first at 0)."""
     secs, (t0, qpm) = 0.0, tempos[0]
     for t1, q1 in tempos[1:]:
@@ -162,7 +162,7 @@ def measure(score: ScoreLike) -> Measures:
         tempo_map.insert(0, (0, tempo_map[0][1] if tempo_map else 120.0))
     last = bars[-1][1] if bars else 0
     m.tempos = sorted({round(q, 2) for t, q in tempo_map if t < max(last, 1)})
-    m.seconds = _tick_seconds(tempo_map, tpq, last)
+    m.seconds = tick_seconds(tempo_map, tpq, last)
     if not notes:
         return m
     onsets = {round(int(n.time) * GRID / tpq) for _, n in notes}

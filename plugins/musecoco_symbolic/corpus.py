@@ -34,6 +34,8 @@ import numpy as np
 from vidmusic_core.checkpoint import atomic_path
 from vidmusic_core.errors import VidmusicError
 
+from .attributes import tick_seconds
+
 GENERATOR = "vidmusic.musecoco_symbolic.corpus"
 VERSION = 1
 DEFAULT_QPM = 120.0  # music21 writes this tempo when a score has none
@@ -229,16 +231,6 @@ def _to_midi_bytes(score: Any) -> tuple[bytes, str]:
             score, deduped = _dedupe_context(score), True
 
 
-def _seconds_at(tempos: list[tuple[int, float]], tpq: int, tick: int) -> float:
-    secs, (t0, q) = 0.0, tempos[0]
-    for t1, q1 in tempos[1:]:
-        if t1 >= tick:
-            break
-        secs += (t1 - t0) / tpq * 60.0 / q
-        t0, q = t1, q1
-    return secs + (tick - t0) / tpq * 60.0 / q
-
-
 def _prepare_score(data: bytes, program: int, seconds: Optional[float]) -> tuple[Any, float]:
     """MIDI bytes -> symusic Score on ``program`` (cut to ``seconds``) and its duration in seconds."""
     from symusic import Score
@@ -272,7 +264,7 @@ def _truth(sc: Any, duration: float) -> dict[str, Any]:
     num, den = (tss[0][1], tss[0][2]) if tss else (4, 4)
     step = max(1, round(tpq * 4 / den))
     beats, tick = [], 0
-    while (s := _seconds_at(tempos, tpq, tick)) < duration - 1e-6:
+    while (s := tick_seconds(tempos, tpq, tick)) < duration - 1e-6:
         beats.append(round(s, 6))
         tick += step
     m = measure(sc)
