@@ -22,7 +22,7 @@ from .data.manifest import MANIFEST_NAME, read_manifest
 from .data.prepare import cache_root, data_root, load_codec, prepare
 from .errors import CheckpointError, ConfigError
 from .generation import SamplingConfig
-from .pipeline import RunReport, evaluate_run, item_seed, run, sampling_from
+from .pipeline import RunReport, evaluate_run, item_seed, run, sample_clips, sampling_from
 from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .training import TrainResult
 from .training import train as _train
@@ -70,10 +70,8 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
     window, one progress bar per video). Item seeds: ``item_seed(seed, stem)``. Symbolic codecs (MIDI tokens)
     also write ``<stem>.mid``; ``attributes`` forces attribute-prefix values, ``max_tokens`` the token budget."""
     from .audio import write_wav
-    from .generation import generate_tokens
     from .longform import generate_long
-    from .symbolic import (forced_prefix, is_symbolic, layout_forced, merge_forced, symbolic_sampling,
-                           token_budget)
+    from .symbolic import is_symbolic
     from .symbolic import write_outputs as write_symbolic
     from .video import load_frames, probe_video
 
@@ -92,21 +90,12 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
         wav = out / f"{video.stem}.wav"
         info: dict[str, Any] = {"video": str(video), "seconds": secs, **(meta or {}), "text": caption, "seed": s,
                                 "sampling": dataclasses.asdict(sampling)}
-        if is_symbolic(codec):
-            if secs > window_seconds + 1e-6:
-                raise ConfigError(f"{video}: {secs:.1f} s is longer than the symbolic model's window "
-                                  f"({window_seconds:.1f} s); symbolic backbones generate one window: pass "
-                                  f"--seconds {window_seconds:g} (long symbolic videos are not supported yet)")
-            frames = load_frames([video], model.encoder.frame_spec, 0.0, secs).to(device)
-            with torch.inference_mode():
-                cond = model.encoder(frames)
-            forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, 1))
-            toks = generate_tokens(model.layout, model.backbone, cond, token_budget(codec, secs, max_tokens), [s],
-                                   symbolic_sampling(sampling, codec), text=[caption] if text else None,
-                                   delays=codec.delays, frame_rate=None, forced=forced)
-            wav, midi, attrs = write_symbolic(codec, toks, 0, secs, out, video.stem)
-            info.update(midi=midi.name, attributes=attrs)
-        elif secs > window_seconds + 1e-6:  # long video: windows, each conditioned on its own frames
+        long = secs > window_seconds + 1e-6
+        if long and is_symbolic(codec):
+            raise ConfigError(f"{video}: {secs:.1f} s is longer than the symbolic model's window "
+                              f"({window_seconds:.1f} s); symbolic backbones generate one window: pass "
+                              f"--seconds {window_seconds:g} (long symbolic videos are not supported yet)")
+        if long:  # windows, each conditioned on its own frames
             res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
                                 text=caption, seconds=secs, out_wav=wav, progress=progress)
             info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
@@ -114,12 +103,15 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
             frames = load_frames([video], model.encoder.frame_spec, 0.0, secs).to(device)
             with torch.inference_mode():
                 cond = model.encoder(frames)
-            toks = generate_tokens(model.layout, model.backbone, cond, int(round(secs * codec.frame_rate)), [s],
-                                   sampling, text=[caption] if text else None, seconds=torch.tensor([secs]),
-                                   delays=codec.delays, frame_rate=codec.frame_rate)
-            with torch.inference_mode():
-                audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
-            write_wav(wav, audio.float().cpu().numpy(), codec.sample_rate)
+            toks = sample_clips(model, codec, cond, torch.tensor([secs]), [s], sampling,
+                                text=[caption] if text else None, attributes=attributes, max_tokens=max_tokens)
+            if is_symbolic(codec):
+                wav, midi, attrs = write_symbolic(codec, toks, 0, secs, out, video.stem)
+                info.update(midi=midi.name, attributes=attrs)
+            else:
+                with torch.inference_mode():
+                    audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
+                write_wav(wav, audio.float().cpu().numpy(), codec.sample_rate)
         _write_outputs(video, wav, out, info)
         written.append(wav)
     return written

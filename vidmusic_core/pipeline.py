@@ -17,9 +17,9 @@ from .data.manifest import MANIFEST_NAME, Item, read_manifest
 from .data.prepare import cache_root, data_root
 from .errors import VidmusicError
 from .generation import SamplingConfig, generate_tokens
+from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .symbolic import forced_prefix, is_symbolic, layout_forced, merge_forced, symbolic_sampling, token_budget
 from .symbolic import write_outputs as write_symbolic
-from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 
 STAGES = ("data", "prepare", "train", "generate", "eval", "report")
 
@@ -41,6 +41,21 @@ def sampling_from(cfg: DictConfig) -> SamplingConfig:
     g = cfg.generate
     return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
                           ras_window=g.ras_window, ras_tau=g.ras_tau)
+
+
+def sample_clips(model: Any, codec: Any, cond: Any, secs: torch.Tensor, seeds: Sequence[int], sampling: SamplingConfig,
+                 text: Sequence[str] | None = None, attributes: dict[str, Any] | None = None,
+                 max_tokens: int | None = None) -> Any:
+    """Tokens for a batch of clips of ``secs [B]`` seconds from their condition: ``secs x frame_rate``
+    frames for audio codecs; for symbolic codecs up to a token budget, each row ending at its EOS, with
+    the layout's and the user's ``attributes`` forced into the prefix."""
+    if is_symbolic(codec):  # MIDI tokens: sample up to a budget, each row stops at its EOS
+        forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, len(seeds)))
+        return generate_tokens(model.layout, model.backbone, cond, token_budget(codec, float(secs.max()), max_tokens),
+                               seeds, symbolic_sampling(sampling, codec), text=text, delays=codec.delays,
+                               frame_rate=None, forced=forced)
+    return generate_tokens(model.layout, model.backbone, cond, int(round(float(secs.max()) * codec.frame_rate)), seeds,
+                           sampling, text=text, seconds=secs, delays=codec.delays, frame_rate=codec.frame_rate)
 
 
 def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffle: bool = False,
@@ -69,16 +84,8 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
             cond = model.encoder(frames)
         secs = torch.tensor([min(it.duration, clip) for it, _ in chunk])
         seeds = [item_seed(cfg.generate.seed, it.name) for it, _ in chunk]
-        sampling, forced = sampling_from(cfg), None
-        if symbolic:  # MIDI tokens: sample up to a budget, each row stops at its EOS
-            n_frames = token_budget(codec, float(secs.max()), cfg.generate.max_tokens)
-            sampling = symbolic_sampling(sampling, codec)
-            forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, len(chunk)))
-        else:
-            n_frames = int(round(float(secs.max()) * codec.frame_rate))
-        toks = generate_tokens(model.layout, model.backbone, cond, n_frames, seeds, sampling,
-                               text=[src.text for _, src in chunk], seconds=None if symbolic else secs,
-                               delays=codec.delays, frame_rate=codec.frame_rate, forced=forced)
+        toks = sample_clips(model, codec, cond, secs, seeds, sampling_from(cfg), text=[src.text for _, src in chunk],
+                            attributes=attributes, max_tokens=cfg.generate.max_tokens)
         if not symbolic:
             with torch.inference_mode():
                 audio = codec.decode(toks)  # [B, 1, L]
