@@ -63,6 +63,11 @@ class TrainConfig:
     tensorboard: bool = field(default=False, metadata=NO_HASH)  # also log to <run>/tensorboard (pip install tensorboard)
     log_every: int = field(default=10, metadata=NO_HASH)
     ckpt_every: int = field(default=200, metadata=NO_HASH)
+    # warm start (a fresh run only; --resume wins): another run's directory or a checkpoint directory holding
+    # model.safetensors (e.g. a symbolic LM pretrained on `vidmusic corpus` data). Tensors whose name and shape
+    # match load; ``init_modules`` limits them to these top-level parts (encoder, layout, backbone; [] = all)
+    init_from: Optional[str] = None
+    init_modules: list[str] = field(default_factory=list)
 
 
 @dataclass

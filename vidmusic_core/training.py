@@ -13,6 +13,7 @@ loss curve equals the uninterrupted one.
 from __future__ import annotations
 
 import json
+import sys
 import math
 import os
 import shutil
@@ -20,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -160,6 +161,32 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def warm_start(model: nn.Module, source: str | Path, modules: Sequence[str] = ()) -> str:
+    """Load into ``model`` the tensors of ``source`` (a run directory: its last checkpoint, or a directory /
+    file with ``model.safetensors``) whose name and shape match, limited to the top-level ``modules``
+    (``[]`` = all). Returns a one-line report; loading nothing is a :class:`TrainingError`."""
+    src = Path(source)
+    if src.is_dir() and latest_checkpoint(src) is not None:
+        src = latest_checkpoint(src) / "model.safetensors"  # type: ignore[operator]
+    elif src.is_dir():
+        src = src / "model.safetensors"
+    if not src.is_file():
+        raise TrainingError(f"train.init_from={str(source)!r}: no model.safetensors there (give a run directory "
+                            "with checkpoints/last, or a checkpoint directory)")
+    state, own = load_weights(src), model.state_dict()
+    keep = [k for k in own if not modules or k.split(".", 1)[0] in modules]
+    loaded = {k: state[k] for k in keep if k in state and state[k].shape == own[k].shape}
+    shaped = sorted(k for k in keep if k in state and state[k].shape != own[k].shape)
+    if not loaded:
+        raise TrainingError(f"train.init_from={str(source)!r}: no tensor of {src} matches the model by name and shape"
+                            + (f" within {list(modules)}" if modules else "") + "; is it the same backbone config?")
+    model.load_state_dict(loaded, strict=False)
+    fresh = len(keep) - len(loaded)
+    return (f"init_from {src}: loaded {len(loaded)} of {len(keep)} tensors"
+            + (f"; {fresh} start fresh" if fresh else "")
+            + (f" (shape differs: {', '.join(shaped[:5])}{' …' if len(shaped) > 5 else ''})" if shaped else ""))
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
@@ -204,6 +231,10 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     if ckpt is not None:  # weights go into the whole (unsharded) model first
         load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
         state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
+    elif tc.init_from:
+        msg = warm_start(model, tc.init_from, list(tc.init_modules))
+        if rank == 0:
+            print(msg, file=sys.stderr)
     fsdp = bool(tc.fsdp) and world > 1
     if fsdp:
         if tc.ema > 0:
