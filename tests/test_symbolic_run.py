@@ -166,7 +166,7 @@ def test_run_with_the_attribute_head_layout(tmp_path):
 
 
 def test_generate_command_with_a_symbolic_run(tmp_path):
-    """`vidmusic generate RUN_DIR VIDEO` for a musecoco run: .mid + wav + mp4; past the window: a clear error."""
+    """`vidmusic generate VIDEO --run RUN_DIR` for a musecoco run: .mid + wav + mp4; past the window: MIDI per window."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     run = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
                           f"run.root={tmp_path}", "train.steps=4", "--stage", "data", "--stage", "prepare",
@@ -185,10 +185,14 @@ def test_generate_command_with_a_symbolic_run(tmp_path):
     from vidmusic_core import api
     from vidmusic_core.generation import SamplingConfig
 
-    _, model, codec = api.load(run_dir)
-    with pytest.raises(ConfigError, match="symbolic backbones generate one window"):
-        api.generate_with_model(model, codec, [video], out / "x", sampling=SamplingConfig(top_k=15), seed=0,
-                                window_seconds=1.0, overlap_seconds=0.5, progress=False)
+    _, model, codec = api.load(run_dir)  # a video longer than the window: MIDI per window, one wav
+    api.generate_with_model(model, codec, [video], out / "x", sampling=SamplingConfig(top_k=15), seed=0,
+                            window_seconds=1.5, overlap_seconds=0.5, progress=False, attributes={"K1": 0})
+    meta = json.loads((out / "x" / "toy_00001.json").read_text())
+    assert meta["midi_windows"] == [f"toy_00001.w00{i}.mid" for i in range(3)] and len(meta["window_seeds"]) == 3
+    assert abs(sf.info(str(out / "x" / "toy_00001.wav")).duration - 4.0) < 0.01
+    assert meta["attributes"]["K1"] == 0  # the forced value, in the prefix every window shares
+    assert len(meta["window_attributes"]) == 3 and all(a == meta["attributes"] for a in meta["window_attributes"])
 
 
 def test_warm_start_loads_the_named_parts_of_another_run(tmp_path):

@@ -71,7 +71,7 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
     also write ``<stem>.mid``; ``attributes`` forces attribute-prefix values, ``max_tokens`` the token budget."""
     from .audio import write_wav
     from .longform import generate_long
-    from .symbolic import is_symbolic
+    from .symbolic import generate_long_symbolic, is_symbolic
     from .symbolic import write_outputs as write_symbolic
     from .video import load_frames, probe_video
 
@@ -91,11 +91,11 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
         info: dict[str, Any] = {"video": str(video), "seconds": secs, **(meta or {}), "text": caption, "seed": s,
                                 "sampling": dataclasses.asdict(sampling)}
         long = secs > window_seconds + 1e-6
-        if long and is_symbolic(codec):
-            raise ConfigError(f"{video}: {secs:.1f} s is longer than the symbolic model's window "
-                              f"({window_seconds:.1f} s); symbolic backbones generate one window: pass "
-                              f"--seconds {window_seconds:g} (long symbolic videos are not supported yet)")
-        if long:  # windows, each conditioned on its own frames
+        if long and is_symbolic(codec):  # windows of MIDI, each on its own frames, the first one's attributes kept
+            info.update(generate_long_symbolic(model, codec, video, window_seconds, seed=s, sampling=sampling,
+                                               out_dir=out, stem=video.stem, seconds=secs, attributes=attributes,
+                                               max_tokens=max_tokens, progress=progress))
+        elif long:  # windows, each conditioned on its own frames
             res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
                                 text=caption, seconds=secs, out_wav=wav, progress=progress)
             info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)

@@ -87,3 +87,62 @@ def write_outputs(codec: MusicCodec, tokens: MusicTokens, row: int, seconds: flo
     wav = write_wav(out_dir / f"{name}.wav", audio[0].cpu().numpy(), codec.sample_rate)
     attrs = codec.attributes_of(one)[0] if getattr(codec, "prefix_length", 0) else None  # type: ignore[attr-defined]
     return Path(wav), Path(midi), attrs
+
+
+def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s: float, *, seed: int,
+                           sampling: SamplingConfig, out_dir: Path, stem: str, seconds: float | None = None,
+                           attributes: Mapping[str, Any] | None = None, max_tokens: int | None = None,
+                           progress: bool = True) -> dict[str, Any]:
+    """A video longer than one window with a symbolic codec: windows of ``window_s`` seconds (no token
+    overlap: MIDI tokens carry no frame clock), each conditioned on its own frames (plus the whole video's
+    global frames) and cut to its span. Every window after the first keeps the first window's attribute
+    prefix, so instruments, key and tempo class stay (``attributes`` still win). Writes
+    ``<stem>.wNNN.mid`` per window and ``<stem>.wav`` (the renders back to back, written window by window).
+    Returns the metadata to store (window seeds, MIDI names, the attribute prefix every window used)."""
+    import numpy as np
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    from .generation import generate_tokens
+    from .longform import _window_frames, plan_windows, window_seed
+    from .video import FrameSampler, probe_video
+
+    full = probe_video(video).duration
+    dur = full if seconds is None else min(float(seconds), full)
+    hundredths = plan_windows(int(round(dur * 100)), max(1, int(round(window_s * 100))), 0)
+    device = next(model.parameters()).device
+    sampler = FrameSampler(model.encoder.frame_spec)
+    wav, tmp = out_dir / f"{stem}.wav", out_dir / f".{stem}.wav.tmp"
+    user = forced_prefix(codec, attributes, 1)
+    prefix: Tensor | None = None
+    seeds: list[int] = []
+    midis: list[str] = []
+    attrs: list[dict[str, Any]] = []
+    bar = tqdm(total=len(hundredths), unit="window", desc=video.name, disable=not progress)
+    with sf.SoundFile(str(tmp), "w", samplerate=int(codec.sample_rate), channels=1, subtype="PCM_16",
+                      format="WAV") as writer:
+        for w in hundredths:
+            t0, t1 = w.start / 100, w.end / 100
+            frames = _window_frames(sampler, video, t0, t1, device)
+            with torch.inference_mode():
+                cond = model.encoder(frames)
+            s = window_seed(seed, w.index)
+            toks = generate_tokens(model.layout, model.backbone, cond, token_budget(codec, t1 - t0, max_tokens), [s],
+                                   symbolic_sampling(sampling, codec), delays=codec.delays, frame_rate=None,
+                                   forced=merge_forced(layout_forced(model.layout, cond), prefix, user))
+            n_prefix = int(getattr(codec, "prefix_length", 0))
+            if prefix is None and n_prefix:
+                prefix = toks.codes[:, :, :n_prefix].clone()
+            scores = codec.decode(toks, seconds=t1 - t0)  # type: ignore[call-arg]
+            midi = codec.write_midi(scores[0], out_dir / f"{stem}.w{w.index:03d}.mid")  # type: ignore[attr-defined]
+            audio = codec.render(scores, seconds=t1 - t0)[0, 0]  # type: ignore[attr-defined]
+            writer.write(np.clip(audio.cpu().numpy(), -1.0, 1.0))
+            seeds.append(s)
+            midis.append(Path(midi).name)
+            if n_prefix:
+                attrs.append(codec.attributes_of(toks)[0])  # type: ignore[attr-defined]
+            bar.update(1)
+    bar.close()
+    tmp.replace(wav)
+    return {"window_seeds": seeds, "window_seconds": window_s, "midi_windows": midis,
+            "attributes": attrs[0] if attrs else None, "window_attributes": attrs}
