@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -216,3 +217,44 @@ def test_warm_start_loads_the_named_parts_of_another_run(tmp_path):
                     overrides=common + ["train.steps=1", f"train.init_from={tmp_path / 'nowhere'}", "train.seed=6"])
     with pytest.raises(TrainingError, match="no model.safetensors"):
         api.run(wrong, progress=False, stages=("train",))
+
+
+def test_bar_cut_tokens_from_the_music_and_from_the_video():
+    from musecoco_symbolic.codec import BarCutController, RemiConfig, with_bar_cuts
+
+    piano, strings = ["Program_0", "Pitch_60"], ["Program_48", "Pitch_67"]
+    toks = ["Bar_None", "TimeSig_4/4", "Position_0", "Tempo_128.0", *piano, "Bar_None", *piano,
+            "Bar_None", *strings, "Bar_None", "Bar_None", *strings]
+    marked = with_bar_cuts(toks)
+    assert [marked[i + 1] for i, t in enumerate(marked) if t == "Bar_None"] == ["BarCut_0", "BarCut_0", "BarCut_1",
+                                                                                 "BarCut_0", "BarCut_0"]
+    codec = RemiCodec(RemiConfig(bar_controls=True))
+    assert len(codec.vocab) == len(RemiCodec().vocab) and codec.split(marked)[1] == toks  # controls stay out of the MIDI
+    # bar 1: 4/4 at 128 qpm = 1.875 s; bar 2 turns 3/4 at 64 qpm = 2.8125 s, so bar 3 spans 4.6875-7.5 s
+    # and holds the cut at 5.0 s (bar 2 was judged at its start with bar 1's length: 1.875-3.75 s)
+    ctl = BarCutController(codec, [[5.0]])
+    stream = ["Bar_None", "TimeSig_4/4", "Tempo_128.0", "Pitch_60", "Bar_None", "TimeSig_3/4", "Tempo_64.0",
+              "Bar_None", "Pitch_60", "Bar_None"]
+    forced = [int(ctl(c, torch.tensor([[codec.vocab.encode([t])[0]]]))[0, 0]) for c, t in enumerate(stream)]
+    cut0, cut1 = codec.vocab.encode(["BarCut_0", "BarCut_1"])
+    assert [f for f in forced if f >= 0] == [cut0, cut0, cut1, cut0] and ctl.flags == [[0, 0, 1, 0]]
+    assert forced[0] == cut0 and forced[7] == cut1  # returned at each Bar_None, forced at the next column
+    with pytest.raises(ConfigError, match="bar_controls needs codec.vocab=remi"):
+        RemiCodec(RemiConfig(vocab="musecoco", bar_controls=True))
+
+
+def test_run_with_bar_controls_sets_every_bar_from_the_video(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
+                          f"run.root={tmp_path}", "codec.bar_controls=true", "--stage", "data", "--stage", "prepare",
+                          "--stage", "train", "--stage", "generate"], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-prefix-musecoco-"))
+    metas = [json.loads(m.read_text()) for m in sorted((run_dir / "samples").glob("*.json"))]
+    assert metas and all(set(m["bar_cuts"]) <= {0, 1} for m in metas)
+    from vidmusic_core.symbolic import video_cuts
+
+    video = metas[0]["video"]
+    truth = json.loads(Path(video).with_suffix(".json").read_text())["cut_times"]
+    found = video_cuts(video)
+    assert len(found) == len([t for t in truth if t < 4.0]) and np.allclose(found, [t for t in truth if t < 4.0], atol=0.1)

@@ -104,7 +104,8 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
             with torch.inference_mode():
                 cond = model.encoder(frames)
             toks = sample_clips(model, codec, cond, torch.tensor([secs]), [s], sampling,
-                                text=[caption] if text else None, attributes=attributes, max_tokens=max_tokens)
+                                text=[caption] if text else None, attributes=attributes, max_tokens=max_tokens,
+                                videos=[str(video)])
             if is_symbolic(codec):
                 wav, midi, attrs = write_symbolic(codec, toks, 0, secs, out, video.stem)
                 info.update(midi=midi.name, attributes=attrs)

@@ -80,14 +80,16 @@ def _forward_last(backbone: Backbone, inp: BackboneInput, cache: Any, last_only:
 def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condition, n_frames: int,
                     seeds: Sequence[int], sampling: SamplingConfig | None = None, text: Sequence[str] | None = None,
                     seconds: Tensor | None = None, delays: Sequence[int] = (), frame_rate: float | None = None,
-                    forced: Tensor | None = None) -> MusicTokens:
+                    forced: Tensor | None = None, controller: Any = None) -> MusicTokens:
     """Generate ``n_frames`` music frames per item: ``MusicTokens(codes [B, K, n_frames], mask)``.
 
     ``seeds``: one per item (stored with the output by the caller). ``delays``: the codec's pattern.
     ``forced``: long ``[B, K, F]`` codes to take instead of sampling at the first ``F`` (delayed)
     columns where ``>= 0`` (e.g. a symbolic attribute prefix the user sets); ``-1`` = sample. A backbone
     with ``constrain_logits(logits, column)`` (a token grammar) has it applied at every column, and an
-    ``eos_id`` inside its vocabulary is banned until ``min_frames``.
+    ``eos_id`` inside its vocabulary is banned until ``min_frames``. ``controller(column, codes [B, K])``,
+    called with each sampled column, returns codes ``[B, K]`` to force at the next one (``-1`` = sample;
+    e.g. a per-bar control token set from the video).
     """
     sc = sampling or SamplingConfig()
     B, K, V = condition.batch_size, backbone.n_codebooks, backbone.cardinality
@@ -112,6 +114,7 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
     eos_id = getattr(backbone, "eos_id", None)
     constrain = getattr(backbone, "constrain_logits", None)
     delayed = max(d) > 0
+    pending: Tensor | None = None
     step_mask = torch.ones(2 * B if guided else B, 1, dtype=torch.bool, device=out.device)
     if forced is not None and (forced.shape[0] != B or forced.shape[1] != K):
         raise ValueError(f"generate_tokens: forced codes {list(forced.shape)} for {B} items x {K} codebooks")
@@ -133,10 +136,12 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
             logits = constrain(logits, c)
         filtered = filter_logits(logits, sc.top_k, sc.top_p)
         codes = sample(filtered, gens, sc.temperature)  # [B, K]
-        if forced is not None and c < forced.shape[2]:
-            codes = torch.where(forced[:, :, c] >= 0, forced[:, :, c].to(codes.device), codes)
         if sc.ras_window > 0 and c > 0:
             codes = _repetition_aware(codes, logits, out[:, :, max(0, c - sc.ras_window):c], sc, gens)
+        if forced is not None and c < forced.shape[2]:
+            codes = torch.where(forced[:, :, c] >= 0, forced[:, :, c].to(codes.device), codes)
+        if pending is not None:
+            codes = torch.where(pending >= 0, pending.to(codes.device), codes)
         if allow_eos:
             ended = (codes[:, 0] == eos_id) & ~stopped
             lengths[ended] = c - max(d)
@@ -146,6 +151,7 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
             live = (c >= start) & (c < start + n_frames)  # [K] codebooks with a real code at column c
             codes = torch.where(live[None], codes, torch.full_like(codes, pad))
         out[:, :, c] = codes
+        pending = controller(c, codes) if controller is not None else None
         if c == n_cols - 1 or (allow_eos and bool(stopped.all())):  # (no host sync while EOS is off)
             break
         step_codes = torch.cat([codes, codes]) if guided else codes

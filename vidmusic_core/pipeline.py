@@ -18,7 +18,8 @@ from .data.prepare import cache_root, data_root
 from .errors import VidmusicError
 from .generation import SamplingConfig, generate_tokens
 from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
-from .symbolic import forced_prefix, is_symbolic, layout_forced, merge_forced, symbolic_sampling, token_budget
+from .symbolic import (bar_flags, forced_prefix, is_symbolic, layout_forced, merge_forced, symbolic_sampling, token_budget,
+                       uses_bar_controls, video_cuts)
 from .symbolic import write_outputs as write_symbolic
 
 STAGES = ("data", "prepare", "train", "generate", "eval", "report")
@@ -45,15 +46,19 @@ def sampling_from(cfg: DictConfig) -> SamplingConfig:
 
 def sample_clips(model: Any, codec: Any, cond: Any, secs: torch.Tensor, seeds: Sequence[int], sampling: SamplingConfig,
                  text: Sequence[str] | None = None, attributes: dict[str, Any] | None = None,
-                 max_tokens: int | None = None) -> Any:
+                 max_tokens: int | None = None, videos: Sequence[str] | None = None) -> Any:
     """Tokens for a batch of clips of ``secs [B]`` seconds from their condition: ``secs x frame_rate``
     frames for audio codecs; for symbolic codecs up to a token budget, each row ending at its EOS, with
-    the layout's and the user's ``attributes`` forced into the prefix."""
+    the layout's and the user's ``attributes`` forced into the prefix and, with per-bar controls, each
+    bar's control set from the cuts of its row's video (``videos``)."""
     if is_symbolic(codec):  # MIDI tokens: sample up to a budget, each row stops at its EOS
         forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, len(seeds)))
+        ctl = None
+        if uses_bar_controls(codec) and videos is not None:
+            ctl = codec.bar_controller([video_cuts(v, 0.0, float(t)) for v, t in zip(videos, secs.tolist())])
         return generate_tokens(model.layout, model.backbone, cond, token_budget(codec, float(secs.max()), max_tokens),
                                seeds, symbolic_sampling(sampling, codec), text=text, delays=codec.delays,
-                               frame_rate=None, forced=forced)
+                               frame_rate=None, forced=forced, controller=ctl)
     return generate_tokens(model.layout, model.backbone, cond, int(round(float(secs.max()) * codec.frame_rate)), seeds,
                            sampling, text=text, seconds=secs, delays=codec.delays, frame_rate=codec.frame_rate)
 
@@ -85,7 +90,8 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
         secs = torch.tensor([min(it.duration, clip) for it, _ in chunk])
         seeds = [item_seed(cfg.generate.seed, it.name) for it, _ in chunk]
         toks = sample_clips(model, codec, cond, secs, seeds, sampling_from(cfg), text=[src.text for _, src in chunk],
-                            attributes=attributes, max_tokens=cfg.generate.max_tokens)
+                            attributes=attributes, max_tokens=cfg.generate.max_tokens,
+                            videos=[src.video for _, src in chunk])
         if not symbolic:
             with torch.inference_mode():
                 audio = codec.decode(toks)  # [B, 1, L]
@@ -96,6 +102,8 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
                 wav, midi, attrs = write_symbolic(codec, toks, b, float(secs[b]), out_dir, it.name)
                 assert toks.mask is not None
                 extra = {"midi": midi.name, "attributes": attrs, "tokens": int(toks.mask[b].sum())}
+                if uses_bar_controls(codec):
+                    extra["bar_cuts"] = bar_flags(codec, toks, b)
             else:
                 n = int(round(float(secs[b]) * codec.sample_rate))
                 write_wav(wav, audio[b, :, :n].cpu().numpy(), codec.sample_rate)

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -75,6 +76,29 @@ def layout_forced(layout: Any, condition: Any) -> Tensor | None:
     return fn(condition) if fn is not None else None
 
 
+def uses_bar_controls(codec: MusicCodec) -> bool:
+    """Whether the codec writes per-bar control tokens that the video sets at generation (remi ``bar_controls``)."""
+    return bool(getattr(getattr(codec, "cfg", None), "bar_controls", False)) and hasattr(codec, "bar_controller")
+
+
+def video_cuts(video: Path | str, start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """Hard cuts (seconds from ``start``) of ``video`` in ``[start, end)``, detected by the ``motion``
+    encoder's frame-difference detector at its frame rate (30 fps, 32 px)."""
+    from .encoders.motion import MotionConfig, MotionEncoder, detect_beats_and_cuts
+    from .video import load_frames
+
+    frames = load_frames([video], MotionEncoder(MotionConfig()).frame_spec, start, end)
+    n = int(frames.local_mask[0].sum())
+    _, cuts = detect_beats_and_cuts(frames.local[0, :n].numpy(), frames.local_times[0, :n].numpy())
+    return np.asarray(cuts, dtype=float) - start
+
+
+def bar_flags(codec: MusicCodec, tokens: MusicTokens, row: int) -> list[int]:
+    """The per-bar control of each bar of a generated row (1 = ``BarCut_1`` after its ``Bar_None``)."""
+    toks = codec.rows(MusicTokens(tokens.codes[row:row + 1], tokens.mask[row:row + 1], None))[0]  # type: ignore[attr-defined,index]
+    return [int(toks[i + 1] == "BarCut_1") for i, t in enumerate(toks[:-1]) if t == "Bar_None"]
+
+
 def write_outputs(codec: MusicCodec, tokens: MusicTokens, row: int, seconds: float, out_dir: Path,
                   name: str) -> tuple[Path, Path, dict[str, Any] | None]:
     """Row ``row`` of generated ``tokens`` -> ``<name>.mid`` (cut to ``seconds``) and its rendering
@@ -99,7 +123,6 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
     prefix, so instruments, key and tempo class stay (``attributes`` still win). Writes
     ``<stem>.wNNN.mid`` per window and ``<stem>.wav`` (the renders back to back, written window by window).
     Returns the metadata to store (window seeds, MIDI names, the attribute prefix every window used)."""
-    import numpy as np
     import soundfile as sf
     from tqdm.auto import tqdm
 
@@ -127,9 +150,10 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
             with torch.inference_mode():
                 cond = model.encoder(frames)
             s = window_seed(seed, w.index)
+            ctl = codec.bar_controller([video_cuts(video, t0, t1)]) if uses_bar_controls(codec) else None  # type: ignore[attr-defined]
             toks = generate_tokens(model.layout, model.backbone, cond, token_budget(codec, t1 - t0, max_tokens), [s],
                                    symbolic_sampling(sampling, codec), delays=codec.delays, frame_rate=None,
-                                   forced=merge_forced(layout_forced(model.layout, cond), prefix, user))
+                                   forced=merge_forced(layout_forced(model.layout, cond), prefix, user), controller=ctl)
             n_prefix = int(getattr(codec, "prefix_length", 0))
             if prefix is None and n_prefix:
                 prefix = toks.codes[:, :, :n_prefix].clone()

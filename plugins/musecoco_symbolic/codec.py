@@ -77,7 +77,9 @@ class RemiConfig:
     ``attribute_prefix``: put the 63 attribute tokens + ``<sep>`` before the music. ``sample_rate``:
     of ``render``. ``soundfont``: an .sf2/.sf3 path (None: pretty_midi's TimGM6mb.sf2, root-key fixed).
     ``tpq``: ticks per quarter of decoded scores. ``max_tokens``: cut encoded rows to this many tokens
-    (None: no limit; the cut is repaired like a generated tail).
+    (None: no limit; the cut is repaired like a generated tail). ``bar_controls`` (``vocab: remi``): after
+    each ``Bar_None`` a ``BarCut_0|1`` token says whether the bar starts a new section (its set of programs
+    differs from the previous bar's); at generation the video's cuts set it (CMT-style per-bar control).
     """
 
     vocab: str = "remi"
@@ -86,9 +88,33 @@ class RemiConfig:
     soundfont: Optional[str] = None
     tpq: int = 480
     max_tokens: Optional[int] = None
+    bar_controls: bool = False
 
 
 ScoreInput = Union[Any, str, os.PathLike]
+BAR = "Bar_None"
+BAR_CONTROLS = ("BarCut_0", "BarCut_1")  # appended to the remi vocabulary (ids of the other tokens unchanged)
+
+
+def with_bar_cuts(tokens: Sequence[str]) -> list[str]:
+    """REMI tokens with ``BarCut_1`` after each ``Bar_None`` whose bar's set of programs differs from the
+    previous non-empty bar's (a new section), else ``BarCut_0``."""
+    bars: list[list[str]] = []
+    for t in tokens:
+        if t == BAR or not bars:
+            bars.append([])
+        bars[-1].append(t)
+    out: list[str] = []
+    prev: frozenset[str] | None = None
+    for bar in bars:
+        programs = frozenset(t for t in bar if t.startswith("Program_"))
+        cut = prev is not None and bool(programs) and programs != prev
+        if bar and bar[0] == BAR:
+            out += [BAR, BAR_CONTROLS[int(cut)]] + bar[1:]
+        else:
+            out += bar
+        prev = programs or prev
+    return out
 
 
 class RemiCodec(MusicCodec):
@@ -106,8 +132,10 @@ class RemiCodec(MusicCodec):
 
             self.tokenizer = miditok.REMI(miditok_config())
             music = [t for t, _ in sorted(self.tokenizer.vocab.items(), key=lambda kv: kv[1]) if t != "PAD_None"]
-            self.vocab = Vocab(list(SPECIALS) + music + [SEP] + attribute_tokens())
+            self.vocab = Vocab(list(SPECIALS) + music + [SEP] + attribute_tokens() + list(BAR_CONTROLS))
         else:
+            if cfg.bar_controls:
+                raise ConfigError("codec.bar_controls needs codec.vocab=remi (MuseCoco's vocabulary has no control tokens)")
             self.tokenizer = None
             self.vocab = Vocab(list(SPECIALS) + musecoco_symbols())
         self.vocab_name = cfg.vocab  # the backbone's ``vocab`` must be the same
@@ -118,7 +146,7 @@ class RemiCodec(MusicCodec):
         self.delays = ()
         self.eos_id, self.pad_id, self.sep_id = EOS, PAD, self.vocab.sep
         self.prefix_length = PREFIX_LENGTH if cfg.attribute_prefix else 0
-        not_music = set(SPECIALS) | {SEP} | set(attribute_tokens())
+        not_music = set(SPECIALS) | {SEP} | set(attribute_tokens()) | set(BAR_CONTROLS)
         self._music_set = frozenset(s for s in self.vocab.symbols if s not in not_music)
 
     # -- tokens --------------------------------------------------------------------------------
@@ -129,7 +157,8 @@ class RemiCodec(MusicCodec):
         if not any(len(tr.notes) for tr in score.tracks):
             return []
         seq = self.tokenizer.encode(score)
-        return list(seq.tokens if hasattr(seq, "tokens") else seq[0].tokens)
+        tokens = list(seq.tokens if hasattr(seq, "tokens") else seq[0].tokens)
+        return with_bar_cuts(tokens) if self.cfg.bar_controls else tokens
 
     def token_strings(self, score: ScoreInput, attributes: Optional[Mapping[str, Any]] = None,
                       seconds: Optional[float] = None) -> list[str]:
@@ -222,6 +251,10 @@ class RemiCodec(MusicCodec):
         scores = [self.decode_music(self.split(r)[1]) for r in self.rows(tokens)]
         return [clip_score(s, seconds) for s in scores] if seconds is not None else scores
 
+    def bar_controller(self, cuts: Sequence[Sequence[float]]) -> Optional["BarCutController"]:
+        """A :class:`BarCutController` for rows with these video cut times (None without ``bar_controls``)."""
+        return BarCutController(self, cuts) if self.cfg.bar_controls else None
+
     def prefix_codes(self, attributes: Mapping[str, Any]) -> list[int]:
         """Ids of the prefix columns (63 attributes, ``<sep>``) that set ``attributes`` (``{key: value}``,
         e.g. ``{"T1s1": 2, "K1": 0}``; multi-slot keys take a list per slot), ``-1`` for every column left
@@ -294,3 +327,40 @@ class RemiCodec(MusicCodec):
         if items and all(hasattr(i, "tracks") for i in items):
             return [load_score(i) for i in items]
         return self.decode(x)
+
+
+class BarCutController:
+    """Sets the ``BarCut`` token after every ``Bar_None`` the model writes from the video's cut times:
+    ``BarCut_1`` when a cut falls inside that bar. Bar times follow the generated ``TimeSig``/``Tempo``
+    tokens (a new bar is assumed as long as the previous one until its own tokens say otherwise).
+    The bar that ends at a ``Bar_None`` is measured with the TimeSig/Tempo read up to then. Call it with
+    each sampled column ``codes [B, 1]``; it returns the codes to force at the next column (``-1`` = free):
+    the ``controller`` of ``vidmusic_core.generation.generate_tokens``."""
+
+    def __init__(self, codec: "RemiCodec", cuts: Sequence[Sequence[float]], default_qpm: float = 120.0) -> None:
+        self.codec, self.cuts = codec, [np.asarray(c, dtype=float) for c in cuts]
+        B = len(self.cuts)
+        self.quarters = [4.0] * B  # bar length in quarters (TimeSig)
+        self.qpm = [default_qpm] * B
+        self.bar_start: list[Optional[float]] = [None] * B
+        self.ids = {tok: codec.vocab.encode([tok])[0] for tok in (BAR, *BAR_CONTROLS)}
+        self.flags: list[list[int]] = [[] for _ in range(B)]  # what was set per bar (for inspection)
+
+    def __call__(self, column: int, codes: Tensor) -> Tensor:
+        out = torch.full_like(codes, -1)
+        for b, i in enumerate(codes[:, 0].tolist()):
+            tok = self.codec.vocab[int(i)] if 0 <= int(i) < len(self.codec.vocab) else ""
+            if tok.startswith("TimeSig_"):
+                num, den = tok.split("_", 1)[1].split("/")
+                self.quarters[b] = int(num) * 4.0 / int(den)
+            elif tok.startswith("Tempo_"):
+                self.qpm[b] = float(tok.split("_", 1)[1])
+            elif tok == BAR:
+                start = self.bar_start[b]
+                start = 0.0 if start is None else start + self.quarters[b] * 60.0 / self.qpm[b]
+                self.bar_start[b] = start
+                end = start + self.quarters[b] * 60.0 / self.qpm[b]
+                cut = bool(((self.cuts[b] >= start) & (self.cuts[b] < end)).any())
+                self.flags[b].append(int(cut))
+                out[b, 0] = self.ids[BAR_CONTROLS[int(cut)]]
+        return out
