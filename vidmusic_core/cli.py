@@ -30,6 +30,10 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+#: for plugin commands (``register_commands``): a :class:`VidmusicError` becomes ``error: ...`` and exit code 2
+friendly_errors = _friendly_errors
+
+
 def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options every config-taking command shares: presets, files, component sugar, overrides."""
     fn = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")(fn)

@@ -50,6 +50,8 @@ def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
 def register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     import click
 
+    from vidmusic_core.cli import friendly_errors
+
     @cli.command("corpus")
     @click.argument("out", type=click.Path(file_okay=False))
     @click.option("--collection", default="bach", show_default=True,
@@ -61,21 +63,14 @@ def register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     @click.option("--colour", type=click.Choice(["black", "key"]), default="black", show_default=True,
                   help="constant video colour; 'key' makes the video carry the measured key")
     @click.option("--no-progress", is_flag=True, help="no progress bar")
+    @friendly_errors
     def corpus(out: str, collection: str, n: int | None, seconds: float | None, seed: int, program: int | None,
                colour: str, no_progress: bool) -> None:
         """Export music21-corpus pieces as MIDI + constant video for symbolic-LM pretraining (offline)."""
-        import sys
-
-        from vidmusic_core.errors import VidmusicError
-
         from .corpus import collection_info, export_corpus
 
-        try:
-            rep = export_corpus(out, collection=collection, n=n, seconds=seconds, seed=seed,
-                                progress=not no_progress, program=program, colour=colour)
-        except VidmusicError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+        rep = export_corpus(out, collection=collection, n=n, seconds=seconds, seed=seed,
+                            progress=not no_progress, program=program, colour=colour)
         click.echo(f"{len(rep.written)} written, {len(rep.existing)} kept, {len(rep.failed)} failed to parse; "
                    f"{len(rep.names)} {rep.collection} pieces in {rep.out_dir} in {rep.seconds_elapsed:.1f} s "
                    "(splits: " + ", ".join(f"{k} {len(v)}" for k, v in rep.splits.items()) + ")")
