@@ -137,6 +137,7 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
     sampler = FrameSampler(model.encoder.frame_spec)
     wav, tmp = out_dir / f"{stem}.wav", out_dir / f".{stem}.wav.tmp"
     user = forced_prefix(codec, attributes, 1)
+    n_prefix = int(getattr(codec, "prefix_length", 0))
     prefix: Tensor | None = None
     seeds: list[int] = []
     midis: list[str] = []
@@ -154,7 +155,6 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
             toks = generate_tokens(model.layout, model.backbone, cond, token_budget(codec, t1 - t0, max_tokens), [s],
                                    symbolic_sampling(sampling, codec), delays=codec.delays, frame_rate=None,
                                    forced=merge_forced(layout_forced(model.layout, cond), prefix, user), controller=ctl)
-            n_prefix = int(getattr(codec, "prefix_length", 0))
             if prefix is None and n_prefix:
                 prefix = toks.codes[:, :, :n_prefix].clone()
             scores = codec.decode(toks, seconds=t1 - t0)  # type: ignore[call-arg]

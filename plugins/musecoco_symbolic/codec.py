@@ -343,7 +343,7 @@ class BarCutController:
         self.quarters = [4.0] * B  # bar length in quarters (TimeSig)
         self.qpm = [default_qpm] * B
         self.bar_start: list[Optional[float]] = [None] * B
-        self.ids = {tok: codec.vocab.encode([tok])[0] for tok in (BAR, *BAR_CONTROLS)}
+        self.control_ids = codec.vocab.encode(list(BAR_CONTROLS))  # [BarCut_0, BarCut_1]
         self.flags: list[list[int]] = [[] for _ in range(B)]  # what was set per bar (for inspection)
 
     def __call__(self, column: int, codes: Tensor) -> Tensor:
@@ -356,11 +356,10 @@ class BarCutController:
             elif tok.startswith("Tempo_"):
                 self.qpm[b] = float(tok.split("_", 1)[1])
             elif tok == BAR:
-                start = self.bar_start[b]
-                start = 0.0 if start is None else start + self.quarters[b] * 60.0 / self.qpm[b]
-                self.bar_start[b] = start
-                end = start + self.quarters[b] * 60.0 / self.qpm[b]
-                cut = bool(((self.cuts[b] >= start) & (self.cuts[b] < end)).any())
+                length = self.quarters[b] * 60.0 / self.qpm[b]  # the bar that just ended; the new one's estimate
+                prev = self.bar_start[b]
+                start = self.bar_start[b] = 0.0 if prev is None else prev + length
+                cut = bool(((self.cuts[b] >= start) & (self.cuts[b] < start + length)).any())
                 self.flags[b].append(int(cut))
-                out[b, 0] = self.ids[BAR_CONTROLS[int(cut)]]
+                out[b, 0] = self.control_ids[int(cut)]
         return out
