@@ -54,6 +54,7 @@ def test_generation_keeps_the_grammar_forces_attributes_and_stops_at_eos():
         bb.decoder.layer_norm.bias.zero_()
         bb.decoder.output_projection.weight[EOS, 0] = 50.0
         bb.decoder.layer_norm.bias[0] = 1.0
+        bb.decoder.layer_norm.weight[0] = 0.0  # feature 0 of the last hidden state is always 1: EOS logit 50
     forced = forced_prefix(codec, {"T1s1": 2, "K1": 0}, 2)
     assert forced is not None and forced.shape == (2, 1, PREFIX_LENGTH) and int((forced >= 0).sum()) == 2 * 3
     sc = symbolic_sampling(SamplingConfig(top_k=15), codec)
@@ -239,22 +240,38 @@ def test_bar_cut_tokens_from_the_music_and_from_the_video():
     cut0, cut1 = codec.vocab.encode(["BarCut_0", "BarCut_1"])
     assert [f for f in forced if f >= 0] == [cut0, cut0, cut1, cut0] and ctl.flags == [[0, 0, 1, 0]]
     assert forced[0] == cut0 and forced[7] == cut1  # returned at each Bar_None, forced at the next column
-    with pytest.raises(ConfigError, match="bar_controls needs codec.vocab=remi"):
+    with pytest.raises(ConfigError, match="bar_controls / bar_density need codec.vocab=remi"):
         RemiCodec(RemiConfig(vocab="musecoco", bar_controls=True))
 
 
 def test_run_with_bar_controls_sets_every_bar_from_the_video(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
-                          f"run.root={tmp_path}", "codec.bar_controls=true", "--stage", "data", "--stage", "prepare",
-                          "--stage", "train", "--stage", "generate"], capture_output=True, text=True, timeout=600, env=env)
+                          "--layout", "attribute_head", f"run.root={tmp_path}", "codec.bar_controls=true",
+                          "codec.bar_density=true", "layout.density_head=true", "--stage", "data", "--stage", "prepare",
+                          "--stage", "train", "--stage", "generate", "--stage", "eval"],
+                         capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-prefix-musecoco-"))
+    run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-attribute_head-musecoco-"))
     metas = [json.loads(m.read_text()) for m in sorted((run_dir / "samples").glob("*.json"))]
     assert metas and all(set(m["bar_cuts"]) <= {0, 1} for m in metas)
+    # every bar got a density class from the layout's head, right after its cut flag
+    assert all(len(m["bar_density"]) == len(m["bar_cuts"]) and all(isinstance(k, int) and 0 <= k < 8
+                                                                   for k in m["bar_density"]) for m in metas)
+    results = json.loads((run_dir / "results.json").read_text())["metrics"]
+    for key in ("density_ref_acc", "density_ref_mae", "density_control_acc"):
+        assert 0.0 <= results[key]["conditioned"] and "shuffled" in results[key]
+    from vidmusic_core import api
+    from vidmusic_core.generation import SamplingConfig
     from vidmusic_core.symbolic import video_cuts
 
     video = metas[0]["video"]
+    _, model, codec = api.load(run_dir)  # a longer video: every window's bars set from its own frames and cuts
+    api.generate_with_model(model, codec, [Path(video)], tmp_path / "long", sampling=SamplingConfig(top_k=15), seed=0,
+                            window_seconds=2.0, overlap_seconds=0.0, progress=False)
+    long = json.loads((tmp_path / "long" / f"{Path(video).stem}.json").read_text())
+    assert len(long["window_bar_controls"]) == 2
+    assert all(w["bar_density"] and all(isinstance(k, int) for k in w["bar_density"]) for w in long["window_bar_controls"])
     truth = json.loads(Path(video).with_suffix(".json").read_text())["cut_times"]
     found = video_cuts(video)
     assert len(found) == len([t for t in truth if t < 4.0]) and np.allclose(found, [t for t in truth if t < 4.0], atol=0.1)

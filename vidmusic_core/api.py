@@ -71,7 +71,7 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
     also write ``<stem>.mid``; ``attributes`` forces attribute-prefix values, ``max_tokens`` the token budget."""
     from .audio import write_wav
     from .longform import generate_long
-    from .symbolic import generate_long_symbolic, is_symbolic
+    from .symbolic import bar_control_meta, generate_long_symbolic, is_symbolic
     from .symbolic import write_outputs as write_symbolic
     from .video import load_frames, probe_video
 
@@ -108,7 +108,7 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
                                 videos=[str(video)])
             if is_symbolic(codec):
                 wav, midi, attrs = write_symbolic(codec, toks, 0, secs, out, video.stem)
-                info.update(midi=midi.name, attributes=attrs)
+                info.update(midi=midi.name, attributes=attrs, **bar_control_meta(codec, toks, 0))
             else:
                 with torch.inference_mode():
                     audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]

@@ -18,8 +18,8 @@ from .data.prepare import cache_root, data_root
 from .errors import VidmusicError
 from .generation import SamplingConfig, generate_tokens
 from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
-from .symbolic import (bar_flags, forced_prefix, is_symbolic, layout_forced, merge_forced, symbolic_sampling, token_budget,
-                       uses_bar_controls, video_cuts)
+from .symbolic import (bar_control_meta, bar_controller, forced_prefix, is_symbolic, layout_forced, merge_forced,
+                       symbolic_sampling, token_budget)
 from .symbolic import write_outputs as write_symbolic
 
 STAGES = ("data", "prepare", "train", "generate", "eval", "report")
@@ -54,8 +54,8 @@ def sample_clips(model: Any, codec: Any, cond: Any, secs: torch.Tensor, seeds: S
     if is_symbolic(codec):  # MIDI tokens: sample up to a budget, each row stops at its EOS
         forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, len(seeds)))
         ctl = None
-        if uses_bar_controls(codec) and videos is not None:
-            ctl = codec.bar_controller([video_cuts(v, 0.0, float(t)) for v, t in zip(videos, secs.tolist())])
+        if videos is not None:
+            ctl = bar_controller(codec, model.layout, cond, videos, [(0.0, float(t)) for t in secs.tolist()])
         return generate_tokens(model.layout, model.backbone, cond, token_budget(codec, float(secs.max()), max_tokens),
                                seeds, symbolic_sampling(sampling, codec), text=text, delays=codec.delays,
                                frame_rate=None, forced=forced, controller=ctl)
@@ -102,8 +102,7 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
                 wav, midi, attrs = write_symbolic(codec, toks, b, float(secs[b]), out_dir, it.name)
                 assert toks.mask is not None
                 extra = {"midi": midi.name, "attributes": attrs, "tokens": int(toks.mask[b].sum())}
-                if uses_bar_controls(codec):
-                    extra["bar_cuts"] = bar_flags(codec, toks, b)
+                extra.update(bar_control_meta(codec, toks, b))
             else:
                 n = int(round(float(secs[b]) * codec.sample_rate))
                 write_wav(wav, audio[b, :, :n].cpu().numpy(), codec.sample_rate)
@@ -139,6 +138,7 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
             }
             if meta.get("midi"):  # symbolic: metrics read the generated MIDI itself
                 entry.update(midi=str(folder / meta["midi"]), attributes=meta.get("attributes"),
+                             bar_density=meta.get("bar_density"),
                              reference_midi=it.midi or (it.music if it.music_kind == "midi" else None))
             batch.append(entry)
         for name in metric_names:

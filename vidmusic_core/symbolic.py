@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -77,8 +77,22 @@ def layout_forced(layout: Any, condition: Any) -> Tensor | None:
 
 
 def uses_bar_controls(codec: MusicCodec) -> bool:
-    """Whether the codec writes per-bar control tokens that the video sets at generation (remi ``bar_controls``)."""
-    return bool(getattr(getattr(codec, "cfg", None), "bar_controls", False)) and hasattr(codec, "bar_controller")
+    """Whether the codec writes per-bar control tokens that the video sets at generation (remi
+    ``bar_controls`` / ``bar_density``)."""
+    return bool(getattr(codec, "bar_controlled", False)) and hasattr(codec, "bar_controller")
+
+
+def bar_controller(codec: MusicCodec, layout: Any, condition: Any, videos: Sequence[Path | str],
+                   spans: Sequence[tuple[float, float]]) -> Any:
+    """The per-bar controller of a batch (None without per-bar controls): the cuts of each row's video in
+    its span ``(start, end)`` s, and the per-bar density classes of the layout's density head
+    (``layout.bar_density(condition)``, times relative to the span start) when it has one."""
+    if not uses_bar_controls(codec):
+        return None
+    cuts = [video_cuts(v, t0, t1) for v, (t0, t1) in zip(videos, spans)]
+    fn = getattr(layout, "bar_density", None)
+    density = fn(condition) if fn is not None and getattr(getattr(codec, "cfg", None), "bar_density", False) else None
+    return codec.bar_controller(cuts, density)  # type: ignore[attr-defined]
 
 
 def video_cuts(video: Path | str, start: float = 0.0, end: float | None = None) -> np.ndarray:
@@ -94,9 +108,41 @@ def video_cuts(video: Path | str, start: float = 0.0, end: float | None = None) 
 
 
 def bar_flags(codec: MusicCodec, tokens: MusicTokens, row: int) -> list[int]:
-    """The per-bar control of each bar of a generated row (1 = ``BarCut_1`` after its ``Bar_None``)."""
+    """The per-bar cut control of each bar of a generated row (1 = ``BarCut_1`` after its ``Bar_None``)."""
+    return [int(c[0] == "BarCut_1") for c in bar_control_tokens(codec, tokens, row) if c and c[0].startswith("BarCut_")]
+
+
+def bar_densities(codec: MusicCodec, tokens: MusicTokens, row: int) -> list[int | None]:
+    """The density class written after each ``Bar_None`` of a generated row (None where there is none)."""
+    out: list[int | None] = []
+    for c in bar_control_tokens(codec, tokens, row):
+        d = [t for t in c if t.startswith("BarDensity_")]
+        out.append(int(d[0].split("_", 1)[1]) if d else None)
+    return out
+
+
+def bar_control_meta(codec: MusicCodec, tokens: MusicTokens, row: int) -> dict[str, Any]:
+    """What a clip's json records of its per-bar controls: ``bar_cuts`` and/or ``bar_density`` per bar."""
+    cfg = getattr(codec, "cfg", None)
+    out: dict[str, Any] = {}
+    if getattr(cfg, "bar_controls", False):
+        out["bar_cuts"] = bar_flags(codec, tokens, row)
+    if getattr(cfg, "bar_density", False):
+        out["bar_density"] = bar_densities(codec, tokens, row)
+    return out
+
+
+def bar_control_tokens(codec: MusicCodec, tokens: MusicTokens, row: int) -> list[list[str]]:
+    """Per bar of a generated row, the control tokens right after its ``Bar_None``."""
     toks = codec.rows(MusicTokens(tokens.codes[row:row + 1], tokens.mask[row:row + 1], None))[0]  # type: ignore[attr-defined,index]
-    return [int(toks[i + 1] == "BarCut_1") for i, t in enumerate(toks[:-1]) if t == "Bar_None"]
+    out = []
+    for i, t in enumerate(toks):
+        if t == "Bar_None":
+            j = i + 1
+            while j < len(toks) and toks[j].startswith(("BarCut_", "BarDensity_")):
+                j += 1
+            out.append(list(toks[i + 1:j]))
+    return out
 
 
 def write_outputs(codec: MusicCodec, tokens: MusicTokens, row: int, seconds: float, out_dir: Path,
@@ -122,7 +168,8 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
     global frames) and cut to its span. Every window after the first keeps the first window's attribute
     prefix, so instruments, key and tempo class stay (``attributes`` still win). Writes
     ``<stem>.wNNN.mid`` per window and ``<stem>.wav`` (the renders back to back, written window by window).
-    Returns the metadata to store (window seeds, MIDI names, the attribute prefix every window used)."""
+    Returns the metadata to store (window seeds, MIDI names, the attribute prefix every window used, the
+    per-bar controls of each window)."""
     import soundfile as sf
     from tqdm.auto import tqdm
 
@@ -142,6 +189,7 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
     seeds: list[int] = []
     midis: list[str] = []
     attrs: list[dict[str, Any]] = []
+    controls: list[dict[str, Any]] = []
     bar = tqdm(total=len(hundredths), unit="window", desc=video.name, disable=not progress)
     with sf.SoundFile(str(tmp), "w", samplerate=int(codec.sample_rate), channels=1, subtype="PCM_16",
                       format="WAV") as writer:
@@ -151,7 +199,7 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
             with torch.inference_mode():
                 cond = model.encoder(frames)
             s = window_seed(seed, w.index)
-            ctl = codec.bar_controller([video_cuts(video, t0, t1)]) if uses_bar_controls(codec) else None  # type: ignore[attr-defined]
+            ctl = bar_controller(codec, model.layout, cond, [video], [(t0, t1)])
             toks = generate_tokens(model.layout, model.backbone, cond, token_budget(codec, t1 - t0, max_tokens), [s],
                                    symbolic_sampling(sampling, codec), delays=codec.delays, frame_rate=None,
                                    forced=merge_forced(layout_forced(model.layout, cond), prefix, user), controller=ctl)
@@ -163,10 +211,14 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
             writer.write(np.clip(audio.cpu().numpy(), -1.0, 1.0))
             seeds.append(s)
             midis.append(Path(midi).name)
+            controls.append(bar_control_meta(codec, toks, 0))
             if n_prefix:
                 attrs.append(codec.attributes_of(toks)[0])  # type: ignore[attr-defined]
             bar.update(1)
     bar.close()
     tmp.replace(wav)
-    return {"window_seeds": seeds, "window_seconds": window_s, "midi_windows": midis,
-            "attributes": attrs[0] if attrs else None, "window_attributes": attrs}
+    out = {"window_seeds": seeds, "window_seconds": window_s, "midi_windows": midis,
+           "attributes": attrs[0] if attrs else None, "window_attributes": attrs}
+    if any(controls):
+        out["window_bar_controls"] = controls
+    return out

@@ -8,11 +8,17 @@ the prefix columns (:meth:`forced_codes`), NA where it is unsure (max probabilit
 ``na_threshold``). The LM itself then sees only attributes, as upstream MuseCoco does — so an imported
 MuseCoco checkpoint can be driven by video — unless ``video_prefix`` also puts the pooled video before
 them (the ``prefix`` layout's path).
+
+With ``density_head`` (and the codec's ``bar_density``) a second head classifies every condition token
+into the per-bar onset-density classes of :mod:`.density`, trained on the classes the music writes for
+the bar at that token's time; at generation :meth:`bar_density` gives the generation controller the class
+of each bar's span (the mean of the head's probabilities over the tokens in it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from functools import partial
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +27,7 @@ from torch import Tensor, nn
 from vidmusic_core import Condition, ConfigError, MusicTokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 
+from .density import N_DENSITY
 from .vocab import ATTRIBUTE_KEYS, N_ATTRIBUTE_TOKENS, Vocab
 
 MAX_CLASSES = max(k.n_values for k in ATTRIBUTE_KEYS)
@@ -32,7 +39,9 @@ class AttributeHeadConfig(PrefixConfig):
 
     ``video_prefix``: also put the pooled video before the attributes (False: the LM sees attributes
     only, as MuseCoco). ``na_threshold``: below this top-class probability a column is left NA.
-    ``hidden``: the head's hidden width. ``head_weight``: weight of the head's loss. ``vocab``: the
+    ``hidden``: the head's hidden width. ``head_weight``: weight of the head's loss. ``density_head``: also a
+    per-token head for the per-bar density control (needs ``codec.bar_density=true``), its loss weighted by
+    ``density_weight``. ``vocab``: the
     codec's vocabulary (filled by the model builder from the backbone; leave unset).
     """
 
@@ -40,6 +49,8 @@ class AttributeHeadConfig(PrefixConfig):
     na_threshold: float = 0.5
     hidden: int = 128
     head_weight: float = 1.0
+    density_head: bool = False
+    density_weight: float = 1.0
     vocab: str = "remi"
 
 
@@ -80,6 +91,53 @@ class AttributeHeadLayout(PrefixLayout):
         self.register_buffer("valid", ids >= 0, persistent=False)
         self.attribute_head = nn.Sequential(nn.Linear(2 * cfg.cond_dim, cfg.hidden), nn.GELU(),
                                             nn.Linear(cfg.hidden, N_ATTRIBUTE_TOKENS * MAX_CLASSES))
+        if cfg.density_head:  # per condition token: [token, clip mean] -> density class
+            self.density_head = nn.Sequential(nn.Linear(2 * cfg.cond_dim, cfg.hidden), nn.GELU(),
+                                              nn.Linear(cfg.hidden, N_DENSITY))
+            self._symbols = vocab_for(cfg.vocab).symbols
+
+    def density_logits(self, condition: Condition) -> Tensor:
+        """Float logits ``[B, N, N_DENSITY]`` of the density class at each condition token."""
+        m = condition.mask.to(condition.tokens.dtype)[..., None]
+        mean = (condition.tokens * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1.0)
+        x = torch.cat([condition.tokens, mean.expand_as(condition.tokens)], dim=-1)
+        return self.density_head(x).float()
+
+    def _density_loss(self, condition: Condition, music: MusicTokens) -> Tensor:
+        from .density import token_targets
+
+        V = len(self._symbols)
+        times = condition.times.detach().float().cpu().numpy()
+        targets = torch.full(condition.mask.shape, -1, dtype=torch.long)
+        written = False
+        for b in range(music.codes.shape[0]):
+            ids = music.codes[b, 0]
+            if music.mask is not None:
+                ids = ids[music.mask[b]]
+            toks = [self._symbols[i] if 0 <= i < V else "" for i in ids.tolist()]
+            written = written or any(t.startswith("BarDensity_") for t in toks)
+            targets[b] = torch.from_numpy(token_targets(toks, times[b]))
+        targets = targets.to(condition.mask.device).masked_fill(~condition.mask, -1)
+        if not bool((targets >= 0).any()):
+            if not written:
+                raise ConfigError("layout.density_head=true but the music has no BarDensity tokens: set "
+                                  "codec.bar_density=true (or layout.density_head=false)")
+            return condition.tokens.sum() * 0.0
+        logits = self.density_logits(condition)
+        return self.cfg.density_weight * F.cross_entropy(logits.reshape(-1, N_DENSITY), targets.reshape(-1),
+                                                         ignore_index=-1)
+
+    @torch.no_grad()
+    def bar_density(self, condition: Condition) -> Optional[list[Callable[[float, float], int]]]:
+        """Per row, ``(start, end) -> density class`` of a bar spanning those seconds (None without
+        ``density_head``)."""
+        if not self.cfg.density_head:
+            return None
+        from .density import span_class
+
+        probs = self.density_logits(condition).softmax(dim=-1).cpu().numpy()
+        times, mask = condition.times.float().cpu().numpy(), condition.mask.cpu().numpy()
+        return [partial(span_class, probs[b][mask[b]], times[b][mask[b]]) for b in range(probs.shape[0])]
 
     def head_logits(self, condition: Condition) -> Tensor:
         """Float logits ``[B, 63, MAX_CLASSES]`` (-inf past each column's classes) from the masked mean
@@ -94,7 +152,12 @@ class AttributeHeadLayout(PrefixLayout):
 
     def aux_loss(self, condition: Condition, music: MusicTokens) -> Tensor:
         """``head_weight`` x cross-entropy of the head against the attribute classes written in each row's
-        prefix (the first 63 codes; rows without a whole prefix are skipped)."""
+        prefix (the first 63 codes; rows without a whole prefix are skipped), plus with ``density_head``
+        ``density_weight`` x cross-entropy of the density head against each token's bar class."""
+        density = self._density_loss(condition, music) if self.cfg.density_head else 0.0
+        return density + self._attribute_loss(condition, music)
+
+    def _attribute_loss(self, condition: Condition, music: MusicTokens) -> Tensor:
         codes = music.codes[:, 0, :N_ATTRIBUTE_TOKENS]  # [B, 63]
         if codes.shape[1] < N_ATTRIBUTE_TOKENS:
             return condition.tokens.sum() * 0.0
@@ -102,7 +165,7 @@ class AttributeHeadLayout(PrefixLayout):
         whole = match.any(dim=-1).all(dim=-1)  # [B]
         logits = self.head_logits(condition)
         if not bool(whole.any()):
-            return logits.sum() * 0.0
+            return condition.tokens.sum() * 0.0  # (logits hold -inf: their sum x 0 is NaN)
         target = match.float().argmax(dim=-1)  # [B, 63]
         loss = F.cross_entropy(logits[whole].reshape(-1, MAX_CLASSES), target[whole].reshape(-1))
         return self.cfg.head_weight * loss

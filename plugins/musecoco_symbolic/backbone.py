@@ -54,7 +54,7 @@ class MusecocoConfig:
     ``size``: preset (``tiny`` 2x64x4, ``xl`` 16x1024x12, ``1billion`` 24x2048x24, also ``debug``, ``std``,
     ``large``, ``gpt_base``); ``layers``/``width``/``heads``/``ffn``/``dropout`` override it (dropout:
     0.1 upstream, 0 for ``tiny``). ``vocab``: the codec's
-    vocabulary (``remi`` 909 | ``musecoco`` 1253 ids); ``audio_vocab``: filled from the codec by the model
+    vocabulary (``remi`` 917 | ``musecoco`` 1253 ids); ``audio_vocab``: filled from the codec by the model
     builder, so a codec/backbone vocabulary mismatch is an error. ``normalize_before``: pre-LN layers +
     final LayerNorm, what fairseq's ``base_lm_architecture`` builds for every LM (False = post-LN).
     ``attribute_prefix``: the token stream starts with 63 attributes + ``<sep>`` (positions from
@@ -198,7 +198,8 @@ class MusecocoBackbone(Backbone):
         "layout": {"name": "prefix", "reduce": "rate", "rate": 2.0, "use_text": False},
         "backbone": {"name": "musecoco", "attribute_loss": 1.0},
         "generate": {"top_k": 15, "temperature": 1.0, "cfg_coef": 1.0},
-        "eval": {"metrics": ["beat_f1", "tempo_acc", "key_acc", "section_align", "attribute_control"]},
+        "eval": {"metrics": ["beat_f1", "tempo_acc", "key_acc", "section_align", "attribute_control",
+                             "bar_density"]},
     }
 
     def __init__(self, cfg: Optional[MusecocoConfig] = None) -> None:
@@ -218,7 +219,7 @@ class MusecocoBackbone(Backbone):
         V = cfg.audio_vocab if cfg.audio_vocab is not None else len(self.vocab)
         if V != len(self.vocab):
             raise ConfigError(f"backbone.audio_vocab={V} (the codec's vocabulary) but backbone.vocab={cfg.vocab!r} has "
-                              f"{len(self.vocab)} tokens; set backbone.vocab to the codec's vocab (remi 909, musecoco 1253)")
+                              f"{len(self.vocab)} tokens; set backbone.vocab to the codec's vocab (remi 917, musecoco 1253)")
         self.width, self.n_codebooks, self.cardinality = D, 1, V
         self.eos_id, self.pad_id, self.sep_id = EOS, PAD, self.vocab.sep
         self.prefix_length = PREFIX_LENGTH if cfg.attribute_prefix else 0

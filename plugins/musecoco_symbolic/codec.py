@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from torch import Tensor
 from vidmusic_core import ConfigError, MusicCodec, MusicTokens, atomic_path
 
 from . import remigen
+from .density import DEFAULT_EDGES, DENSITY_TOKENS, check_edges, with_bar_density
 from .attributes import Values, clip_score, extract_attributes, load_score, tokens_to_values, values_to_tokens
 from .vocab import EOS, PAD, PREFIX_LENGTH, SEP, SPECIALS, Vocab, attribute_tokens, musecoco_symbols
 
@@ -80,6 +81,10 @@ class RemiConfig:
     (None: no limit; the cut is repaired like a generated tail). ``bar_controls`` (``vocab: remi``): after
     each ``Bar_None`` a ``BarCut_0|1`` token says whether the bar starts a new section (its set of programs
     differs from the previous bar's); at generation the video's cuts set it (CMT-style per-bar control).
+    ``bar_density`` (``vocab: remi``): after each ``Bar_None`` (and its ``BarCut``) a ``BarDensity_<k>``
+    token gives the bar's notes per quarter as one of 8 classes split at ``density_edges`` (None: the
+    default of :mod:`.density`); at generation the ``attribute_head`` layout's density head sets it from the
+    video (without one, the model picks it).
     """
 
     vocab: str = "remi"
@@ -89,9 +94,12 @@ class RemiConfig:
     tpq: int = 480
     max_tokens: Optional[int] = None
     bar_controls: bool = False
+    bar_density: bool = False
+    density_edges: Optional[list[float]] = None
 
 
 ScoreInput = Union[Any, str, os.PathLike]
+DensityFn = Callable[[float, float], int]  # (bar start s, bar end s) -> density class
 BAR = "Bar_None"
 BAR_CONTROLS = ("BarCut_0", "BarCut_1")  # appended to the remi vocabulary (ids of the other tokens unchanged)
 
@@ -132,10 +140,12 @@ class RemiCodec(MusicCodec):
 
             self.tokenizer = miditok.REMI(miditok_config())
             music = [t for t, _ in sorted(self.tokenizer.vocab.items(), key=lambda kv: kv[1]) if t != "PAD_None"]
-            self.vocab = Vocab(list(SPECIALS) + music + [SEP] + attribute_tokens() + list(BAR_CONTROLS))
+            self.vocab = Vocab(list(SPECIALS) + music + [SEP] + attribute_tokens() + list(BAR_CONTROLS)
+                               + list(DENSITY_TOKENS))
         else:
-            if cfg.bar_controls:
-                raise ConfigError("codec.bar_controls needs codec.vocab=remi (MuseCoco's vocabulary has no control tokens)")
+            if cfg.bar_controls or cfg.bar_density:
+                raise ConfigError("codec.bar_controls / bar_density need codec.vocab=remi (MuseCoco's vocabulary has "
+                                  "no control tokens)")
             self.tokenizer = None
             self.vocab = Vocab(list(SPECIALS) + musecoco_symbols())
         self.vocab_name = cfg.vocab  # the backbone's ``vocab`` must be the same
@@ -146,7 +156,11 @@ class RemiCodec(MusicCodec):
         self.delays = ()
         self.eos_id, self.pad_id, self.sep_id = EOS, PAD, self.vocab.sep
         self.prefix_length = PREFIX_LENGTH if cfg.attribute_prefix else 0
-        not_music = set(SPECIALS) | {SEP} | set(attribute_tokens()) | set(BAR_CONTROLS)
+        try:
+            self.density_edges = check_edges(cfg.density_edges if cfg.density_edges is not None else DEFAULT_EDGES)
+        except ValueError as exc:
+            raise ConfigError(f"codec.density_edges: {exc}") from None
+        not_music = set(SPECIALS) | {SEP} | set(attribute_tokens()) | set(BAR_CONTROLS) | set(DENSITY_TOKENS)
         self._music_set = frozenset(s for s in self.vocab.symbols if s not in not_music)
 
     # -- tokens --------------------------------------------------------------------------------
@@ -158,7 +172,13 @@ class RemiCodec(MusicCodec):
             return []
         seq = self.tokenizer.encode(score)
         tokens = list(seq.tokens if hasattr(seq, "tokens") else seq[0].tokens)
-        return with_bar_cuts(tokens) if self.cfg.bar_controls else tokens
+        tokens = with_bar_cuts(tokens) if self.cfg.bar_controls else tokens
+        return with_bar_density(tokens, self.density_edges) if self.cfg.bar_density else tokens
+
+    @property
+    def bar_controlled(self) -> bool:
+        """Whether rows carry per-bar control tokens (``bar_controls`` or ``bar_density``)."""
+        return bool(self.cfg.bar_controls or self.cfg.bar_density)
 
     def token_strings(self, score: ScoreInput, attributes: Optional[Mapping[str, Any]] = None,
                       seconds: Optional[float] = None) -> list[str]:
@@ -251,9 +271,14 @@ class RemiCodec(MusicCodec):
         scores = [self.decode_music(self.split(r)[1]) for r in self.rows(tokens)]
         return [clip_score(s, seconds) for s in scores] if seconds is not None else scores
 
-    def bar_controller(self, cuts: Sequence[Sequence[float]]) -> Optional["BarCutController"]:
-        """A :class:`BarCutController` for rows with these video cut times (None without ``bar_controls``)."""
-        return BarCutController(self, cuts) if self.cfg.bar_controls else None
+    def bar_controller(self, cuts: Optional[Sequence[Sequence[float]]] = None,
+                       density: Optional[Sequence[Optional[DensityFn]]] = None) -> Optional["BarController"]:
+        """A :class:`BarController` for rows with these video cut times and per-bar density classes
+        (``density[b](start, end) -> class``; None: the model picks); None without per-bar controls."""
+        if not self.bar_controlled:
+            return None
+        n = len(cuts) if cuts is not None else len(density) if density is not None else 0
+        return BarController(self, cuts if cuts is not None else [[]] * n, density)
 
     def prefix_codes(self, attributes: Mapping[str, Any]) -> list[int]:
         """Ids of the prefix columns (63 attributes, ``<sep>``) that set ``attributes`` (``{key: value}``,
@@ -329,22 +354,32 @@ class RemiCodec(MusicCodec):
         return self.decode(x)
 
 
-class BarCutController:
-    """Sets the ``BarCut`` token after every ``Bar_None`` the model writes from the video's cut times:
-    ``BarCut_1`` when a cut falls inside that bar. Bar times follow the generated ``TimeSig``/``Tempo``
-    tokens (a new bar is assumed as long as the previous one until its own tokens say otherwise).
-    The bar that ends at a ``Bar_None`` is measured with the TimeSig/Tempo read up to then. Call it with
-    each sampled column ``codes [B, 1]``; it returns the codes to force at the next column (``-1`` = free):
-    the ``controller`` of ``vidmusic_core.generation.generate_tokens``."""
+class BarController:
+    """Sets the per-bar control tokens after every ``Bar_None`` the model writes: ``BarCut_1`` when one of
+    the video's cut times falls inside that bar (``bar_controls``), then ``BarDensity_<k>`` with the class
+    ``density[b](start, end)`` gives for the bar's span (``bar_density``; a row without a function is left
+    to the model). Bar times follow the generated ``TimeSig``/``Tempo`` tokens (a new bar is assumed as long
+    as the previous one until its own tokens say otherwise); the bar that ends at a ``Bar_None`` is measured
+    with the TimeSig/Tempo read up to then. Call it with each sampled column ``codes [B, 1]``; it returns the
+    codes to force at the next column (``-1`` = free): the ``controller`` of
+    ``vidmusic_core.generation.generate_tokens``. ``flags`` / ``densities`` keep what was set per bar."""
 
-    def __init__(self, codec: "RemiCodec", cuts: Sequence[Sequence[float]], default_qpm: float = 120.0) -> None:
+    def __init__(self, codec: "RemiCodec", cuts: Sequence[Sequence[float]],
+                 density: Optional[Sequence[Optional[DensityFn]]] = None, default_qpm: float = 120.0) -> None:
         self.codec, self.cuts = codec, [np.asarray(c, dtype=float) for c in cuts]
         B = len(self.cuts)
+        if density is not None and len(density) != B:
+            raise ValueError(f"BarController: {len(density)} density functions for {B} rows")
+        self.density = list(density) if density is not None else [None] * B
+        self.use_cuts, self.use_density = bool(codec.cfg.bar_controls), bool(codec.cfg.bar_density)
         self.quarters = [4.0] * B  # bar length in quarters (TimeSig)
         self.qpm = [default_qpm] * B
         self.bar_start: list[Optional[float]] = [None] * B
         self.control_ids = codec.vocab.encode(list(BAR_CONTROLS))  # [BarCut_0, BarCut_1]
-        self.flags: list[list[int]] = [[] for _ in range(B)]  # what was set per bar (for inspection)
+        self.density_ids = codec.vocab.encode(list(DENSITY_TOKENS))
+        self.flags: list[list[int]] = [[] for _ in range(B)]  # cut flag set per bar
+        self.densities: list[list[Optional[int]]] = [[] for _ in range(B)]  # density class forced per bar
+        self.pending: list[list[int]] = [[] for _ in range(B)]  # codes still to force, one per column
 
     def __call__(self, column: int, codes: Tensor) -> Tensor:
         out = torch.full_like(codes, -1)
@@ -359,7 +394,20 @@ class BarCutController:
                 length = self.quarters[b] * 60.0 / self.qpm[b]  # the bar that just ended; the new one's estimate
                 prev = self.bar_start[b]
                 start = self.bar_start[b] = 0.0 if prev is None else prev + length
-                cut = bool(((self.cuts[b] >= start) & (self.cuts[b] < start + length)).any())
-                self.flags[b].append(int(cut))
-                out[b, 0] = self.control_ids[int(cut)]
+                queue: list[int] = []
+                if self.use_cuts:
+                    cut = bool(((self.cuts[b] >= start) & (self.cuts[b] < start + length)).any())
+                    self.flags[b].append(int(cut))
+                    queue.append(self.control_ids[int(cut)])
+                if self.use_density:
+                    fn = self.density[b]
+                    k = None if fn is None else int(fn(start, start + length))
+                    self.densities[b].append(k)
+                    queue.append(-1 if k is None else self.density_ids[k])
+                self.pending[b] = queue
+            if self.pending[b]:
+                out[b, 0] = self.pending[b].pop(0)
         return out
+
+
+BarCutController = BarController  # the name before the density control

@@ -78,3 +78,85 @@ class AttributeControlMetric(Metric):
         return {"metric": self.name, "version": self.version, "extractor": "musecoco_symbolic.attributes",
                 "grid_per_quarter": 12, "keys": ["I1s2", "R1", "R3", "B1s1", "TS1s1", "K1", "T1s1", "P4", "TM1"],
                 "score": "ASA: mean over items of the mean over the keys the prompt/reference sets"}
+
+
+@dataclass
+class BarDensityConfig:
+    """``grid``: seconds between the times the two densities are compared at. ``edges``: class edges in
+    notes per quarter (None: :data:`.density.DEFAULT_EDGES`, the codec's default)."""
+
+    grid: float = 0.25
+    edges: Optional[list[float]] = None
+
+
+class BarDensityMetric(Metric):
+    """Per-bar onset density (notes per quarter, every track) of the generated MIDI against the reference
+    MIDI over time, and against the per-bar density classes the generation forced.
+
+    - ``density_ref_acc``: share of grid times where the two bars' density classes agree (mean over items);
+    - ``density_ref_corr``: Pearson correlation of the two densities over the grid times of all items;
+    - ``density_ref_mae``: mean absolute difference in notes per quarter;
+    - ``density_control_acc`` (items with ``bar_density``, the classes the controller forced, as the clip
+      json records them): share of generated bars (the last, partial one left out) whose measured class
+      is the forced one.
+    With the shuffled-video control beside it, ``density_ref_*`` say whether the video steers the density.
+    """
+
+    name = "bar_density"
+    needs = frozenset({"midi", "reference"})
+    version = 1
+    Config = BarDensityConfig
+
+    def __init__(self, cfg: Optional[BarDensityConfig] = None) -> None:
+        from .density import DEFAULT_EDGES, check_edges
+
+        self.cfg = cfg or BarDensityConfig()
+        self.edges = check_edges(self.cfg.edges if self.cfg.edges is not None else DEFAULT_EDGES)
+
+    def compute(self, items: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        import numpy as np
+
+        from .attributes import load_score
+        from .density import density_at, density_class, score_bars
+
+        accs, gens, refs, control = [], [], [], []
+        for it in items:
+            gen = load_score(it["midi"])
+            audio, sr = it.get("audio"), it.get("sample_rate")
+            seconds = len(audio) / float(sr) if audio is not None and sr else None
+            bars = score_bars(gen, seconds)
+            forced = it.get("bar_density")
+            if forced:
+                pairs = [(f, density_class(b.notes_per_quarter, self.edges))
+                         for f, b in zip(forced[:-1], bars[:len(forced) - 1]) if f is not None]
+                control += [f == m for f, m in pairs]
+            if it.get("reference_midi") is None:
+                continue
+            ref_bars = score_bars(load_score(it["reference_midi"]), seconds)
+            end = seconds if seconds is not None else max((b.end for b in ref_bars), default=0.0)
+            t = np.arange(0.0, end, self.cfg.grid) + self.cfg.grid / 2
+            t = t[t < end]
+            g, r = density_at(bars, t), density_at(ref_bars, t)
+            g = np.where(np.isnan(g), 0.0, g)  # after the generated music ends: no notes
+            ok = ~np.isnan(r)
+            if not ok.any():
+                continue
+            cls = np.vectorize(lambda x: density_class(x, self.edges))
+            accs.append(float((cls(g[ok]) == cls(r[ok])).mean()))
+            gens.append(g[ok])
+            refs.append(r[ok])
+        scores: dict[str, float] = {}
+        if accs:
+            g_all, r_all = np.concatenate(gens), np.concatenate(refs)
+            scores["density_ref_acc"] = float(np.mean(accs))
+            scores["density_ref_mae"] = float(np.abs(g_all - r_all).mean())
+            if g_all.std() > 0 and r_all.std() > 0:
+                scores["density_ref_corr"] = float(np.corrcoef(g_all, r_all)[0, 1])
+        if control:
+            scores["density_control_acc"] = float(np.mean(control))
+        return scores
+
+    def protocol(self) -> dict[str, Any]:
+        return {"metric": self.name, "version": self.version, "grid_seconds": self.cfg.grid,
+                "edges_notes_per_quarter": list(self.edges), "bars": "first time signature, tempo map",
+                "density": "note onsets of every track (drums included) per quarter note"}

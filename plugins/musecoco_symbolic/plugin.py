@@ -8,7 +8,9 @@
 - importer ``musecoco``: ``vidmusic import musecoco attribute2music.pt -o OUT``
   (:func:`musecoco_symbolic.importer.import_musecoco`);
 - metric ``attribute_control``: MuseCoco's attribute-control accuracy (ASA) of generated MIDI against the
-  prompt and the reference (:class:`musecoco_symbolic.metric.AttributeControlMetric`).
+  prompt and the reference (:class:`musecoco_symbolic.metric.AttributeControlMetric`);
+- metric ``bar_density``: per-bar onset density of generated MIDI against the reference and against the
+  forced per-bar classes (:class:`musecoco_symbolic.metric.BarDensityMetric`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from .attribute_head import AttributeHeadConfig, AttributeHeadLayout
 from .backbone import MusecocoBackbone, MusecocoConfig
 from .codec import RemiCodec, RemiConfig
 from .importer import MusecocoImportConfig, import_musecoco
-from .metric import AttributeControlConfig, AttributeControlMetric
+from .metric import AttributeControlConfig, AttributeControlMetric, BarDensityConfig, BarDensityMetric
 
 
 @hookimpl
@@ -44,6 +46,7 @@ def register_importers(register) -> None:  # type: ignore[no-untyped-def]
 @hookimpl
 def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
     register("attribute_control", AttributeControlMetric, AttributeControlConfig)
+    register("bar_density", BarDensityMetric, BarDensityConfig)
 
 
 @hookimpl
