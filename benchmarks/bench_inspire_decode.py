@@ -20,8 +20,13 @@ steps/s a decoder would reach if every step only read the weights it uses (Qwen2
 ``llm_decoder``) at the measured copy bandwidth (read + write bytes; KV-cache reads, compute and Python
 overhead ignored); ``of bound`` = ``dec st/s`` of ``gen_tokens`` / bound.
 
+``--kernels default,packed`` measures our two paths once per ``backbone.decode_kernels`` value listed (the
+same model, the option switched between calls; ``packed`` builds its prepared weights in the warm-up call),
+all alternated with ``generate()`` in the same rounds.
+
     python benchmarks/bench_inspire_decode.py [--device cpu|cuda] [--steps 100] [--sizes tiny,100m] [--threads 1]
-                                              [--batches 1,8] [--colmajor]
+                                              [--batches 1,8] [--colmajor] [--kernels default,packed]
+                                              [--clock wall|cpu] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from inspire_llm.backbone import InspireBackbone, InspireConfig
+from inspire_llm.backbone import DECODE_KERNELS, InspireBackbone, InspireConfig
 from vidmusic_core import BackboneInput, Condition
 from vidmusic_core.generation import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
@@ -172,10 +177,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: stable on a shared machine)")
     ap.add_argument("--colmajor", action="store_true",
                     help="our model with backbone.colmajor_weights=true (generate() keeps transformers' layout)")
+    ap.add_argument("--kernels", default="default",
+                    help="comma list of backbone.decode_kernels values to measure our paths with (default, packed)")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                     help="cpu: this process's CPU time (time.process_time), which leaves out the time other "
                          "processes hold the core; only meaningful on CPU with --threads 1")
     args = ap.parse_args()
+    kernels = args.kernels.split(",")
+    if any(k not in DECODE_KERNELS for k in kernels):
+        ap.error(f"--kernels: choose from {', '.join(DECODE_KERNELS)}")
     if args.clock == "cpu" and (args.device != "cpu" or args.threads != 1):
         ap.error("--clock cpu needs --device cpu --threads 1")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -188,8 +198,8 @@ def main() -> None:
           f"{bw / 1e9:.1f} GB/s (read only {rbw / 1e9:.1f}), {args.steps} steps after a {args.prompt}-position prompt, "
           f"greedy, CFG off"
           f"{', ours colmajor_weights' if args.colmajor else ''}, {args.clock} clock")
-    print(f"{'size':>5} {'params':>8} {'B':>2} {'path':>10} {'st/s':>8} {'gen() st/s':>10} {'ratio':>6} "
-          f"{'dec st/s':>9} {'gen() dec':>9} {'ratio':>6} {'bound':>7} {'of bound':>8} same")
+    print(f"{'size':>5} {'params':>8} {'B':>2} {'path':>10} {'kernels':>8} {'st/s':>8} {'gen() st/s':>10} "
+          f"{'ratio':>6} {'dec st/s':>9} {'gen() dec':>9} {'ratio':>6} {'bound':>7} {'of bound':>8} same")
     for size in args.sizes.split(","):
         torch.manual_seed(0)
         model = InspireBackbone(InspireConfig(size="tiny", audio_vocab=A, text_vocab=1024, dtype=args.dtype,
@@ -203,22 +213,29 @@ def main() -> None:
         for B in (int(b) for b in args.batches.split(",")):
             layout, cond, prompt = product_setup(model, B, args.prompt, device)
             n = args.steps
-            fns = {
-                "gen_tokens": lambda k: gen_tokens(model, layout, cond, k),
-                "loop": lambda k: loop(model, prompt, k),
-                "generate": lambda k: hf_generate(hf, prompt, k)[:, -k:],
-            }
+            def ours(fn, kern):
+                def run(k: int) -> torch.Tensor:
+                    model.cfg.decode_kernels = kern
+                    return fn(k)
+                return run
+
+            fns = {}
+            for kern in kernels:
+                fns[("gen_tokens", kern)] = ours(lambda k: gen_tokens(model, layout, cond, k), kern)
+                fns[("loop", kern)] = ours(lambda k: loop(model, prompt, k), kern)
+            fns[("generate", "")] = lambda k: hf_generate(hf, prompt, k)[:, -k:]
+            ref = ("generate", "")
             toks = {k: fn(n) for k, fn in fns.items()}
-            same = {k: bool(torch.equal(toks[k].cpu(), toks["generate"].cpu())) for k in ("gen_tokens", "loop")}
+            same = {k: bool(torch.equal(toks[k].cpu(), toks[ref].cpu())) for k in fns if k != ref}
             t_n = timed({k: (lambda fn=fn: fn(n)) for k, fn in fns.items()}, device, args.repeats, clock)
             t_1 = timed({k: (lambda fn=fn: fn(1)) for k, fn in fns.items()}, device, max(args.repeats, 5), clock)
             rate = {k: n / t_n[k] for k in fns}
             dec = {k: (n - 1) / max(t_n[k] - t_1[k], 1e-9) for k in fns}
-            for k in ("gen_tokens", "loop"):
-                of = f"{dec[k] / bound:>8.2f}" if k == "gen_tokens" else f"{'':>8}"
-                print(f"{size:>5} {step_params / 1e6:>7.1f}M {B:>2} {k:>10} {rate[k]:>8.1f} {rate['generate']:>10.1f} "
-                      f"{rate[k] / rate['generate']:>6.2f} {dec[k]:>9.1f} {dec['generate']:>9.1f} "
-                      f"{dec[k] / dec['generate']:>6.2f} {bound:>7.1f} {of} {'yes' if same[k] else 'NO'}", flush=True)
+            for k in same:
+                of = f"{dec[k] / bound:>8.2f}" if k[0] == "gen_tokens" else f"{'':>8}"
+                print(f"{size:>5} {step_params / 1e6:>7.1f}M {B:>2} {k[0]:>10} {k[1]:>8} {rate[k]:>8.1f} "
+                      f"{rate[ref]:>10.1f} {rate[k] / rate[ref]:>6.2f} {dec[k]:>9.1f} {dec[ref]:>9.1f} "
+                      f"{dec[k] / dec[ref]:>6.2f} {bound:>7.1f} {of} {'yes' if same[k] else 'NO'}", flush=True)
     print(f"copy bandwidth, best seen: {bw / 1e9:.1f} GB/s (the bound of every row uses the best seen so far)")
 
 

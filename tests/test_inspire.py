@@ -127,6 +127,62 @@ def test_colmajor_weights_same_model(tmp_path: Path) -> None:
     assert all(torch.equal(back[k], v) for k, v in m.state_dict().items())
 
 
+def test_packed_decode_kernels_equal_default_step(monkeypatch) -> None:
+    """``decode_kernels: packed``: the fused / prepacked single-token step gives the default step's logits and
+    hidden (1e-5) at batch 1 (column-major copies) and batch 3 with a padded prompt (oneDNN prepacked, forced
+    here for tiny weights), follows in-place weight changes, and leaves the module state alone."""
+    import copy
+
+    import inspire_llm.backbone as bb
+    from vidmusic_core import ConfigError
+
+    with pytest.raises(ConfigError, match="decode_kernels"):
+        InspireBackbone(InspireConfig(decode_kernels="fast"))
+    if not bb.onednn_linear_available():
+        pytest.skip("no oneDNN in this torch build")
+    monkeypatch.setattr(bb, "ONEDNN_MIN_NUMEL", 0)  # tiny weights go to oneDNN too
+    m, p = _model(), _model(decode_kernels="packed")
+    assert list(p.state_dict()) == list(m.state_dict())
+    p.load_state_dict(m.state_dict(), strict=True)
+    for B, variant in ((1, "colmajor"), (3, "onednn")):
+        P, steps = 6, 4
+        x = torch.randn(B, P + steps, m.width)
+        mask = torch.ones(B, P + steps, dtype=torch.bool)
+        if B > 1:
+            mask[-1, :2] = False  # the last row's prompt is left-padded
+        with torch.inference_mode():
+            cm, cp = m.new_cache(), p.new_cache()
+            m(BackboneInput(x[:, :P], mask[:, :P]), cm)
+            p(BackboneInput(x[:, :P], mask[:, :P]), cp)
+            for i in range(P, P + steps):
+                if i == P + steps - 1:  # an in-place weight change is picked up
+                    for mod in (m, p):
+                        mod.qwen.layers[0].self_attn.k_proj.bias.add_(0.5)
+                        mod.llm_decoder.weight[:, 0].mul_(2)
+                step = BackboneInput(x[:, i:i + 1], mask[:, i:i + 1])
+                a = m(step, cm, logits_positions="last")
+                b = p(step, cp, logits_positions="last")
+                torch.testing.assert_close(b.logits, a.logits, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(b.hidden, a.hidden, atol=1e-5, rtol=1e-5)
+        assert variant in p._pack.packs
+    layers, dec = p._pack.packs["onednn"][1:3]
+    assert all(w[2] for w in layers[0]) and dec[2]  # oneDNN kernels were the ones used at batch 3
+    q = p._pack.packs["colmajor"][1][0][0][0]
+    attn = m.qwen.layers[0].self_attn
+    n_qkv = attn.q_proj.out_features + attn.k_proj.out_features + attn.v_proj.out_features
+    assert q.shape == (n_qkv, m.width) and q.stride(0) == 1  # q/k/v fused, column-major
+    assert copy.deepcopy(p)._pack.packs == {} and p._pack.packs
+    with torch.no_grad():  # autograd on: the default step
+        one = torch.ones(1, 1, dtype=torch.bool)
+        cp = p.new_cache()
+        p(BackboneInput(x[:1, :P], mask[:1, :P]), cp)
+        with torch.enable_grad():
+            out = p(BackboneInput(x[:1, P:P + 1], one), cp, logits_positions="last")
+        assert out.logits.shape == (1, 1, 1, m.cardinality + 1)
+    p.train()
+    assert p._pack.packs == {}
+
+
 # -- (4) padding ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_padded_row_equals_row_alone(side: str) -> None:
