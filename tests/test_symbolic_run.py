@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from aux_fit import fit_aux_loss
 
 from musecoco_symbolic.backbone import MusecocoBackbone
 from musecoco_symbolic.codec import RemiCodec
@@ -135,14 +136,8 @@ def test_attribute_head_learns_the_prefix_and_forces_it():
     music = MusicTokens(torch.tensor(rows)[:, None], torch.ones(2, len(rows[0]), dtype=torch.bool), None)
     cond = Condition(torch.stack([torch.ones(4, 8), -torch.ones(4, 8)]), torch.ones(2, 4, dtype=torch.bool),
                      torch.arange(4.0).repeat(2, 1))
-    opt = torch.optim.Adam(layout.parameters(), lr=1e-2)
-    first = float(layout.aux_loss(cond, music).detach())
-    for _ in range(60):
-        opt.zero_grad()
-        loss = layout.aux_loss(cond, music)
-        loss.backward()
-        opt.step()
-    assert float(loss.detach()) < 0.05 * first
+    first, last = fit_aux_loss(layout, layout.parameters(), cond, music, 60)
+    assert last < 0.05 * first
     forced = layout.forced_codes(cond)
     assert forced.shape == (2, 1, 63) and torch.equal(forced[:, 0], torch.tensor(rows)[:, :63])
     got = layout.predicted_attributes(cond)
