@@ -186,10 +186,15 @@ def test_generate_command_with_a_symbolic_run(tmp_path):
     api.generate_with_model(model, codec, [video], out / "x", sampling=SamplingConfig(top_k=15), seed=0,
                             window_seconds=1.5, overlap_seconds=0.5, progress=False, attributes={"K1": 0})
     meta = json.loads((out / "x" / "toy_00001.json").read_text())
-    assert meta["midi_windows"] == [f"toy_00001.w00{i}.mid" for i in range(3)] and len(meta["window_seeds"]) == 3
+    n = len(meta["midi_windows"])  # windows end on bar lines when a bar fits, so their number depends on the bars
+    assert n >= 3 and meta["midi_windows"] == [f"toy_00001.w{i:03d}.mid" for i in range(n)]
+    assert len(meta["window_seeds"]) == len(meta["window_prompt_tokens"]) == n and meta["prompt_bars"] == 1
+    starts = meta["window_starts"]
+    assert starts[0] == 0.0 and all(b - a <= 1.5 + 1e-6 for a, b in zip(starts, starts[1:] + [4.0]))
+    assert all(a < b for a, b in zip(starts, starts[1:])) and meta["window_prompt_tokens"][0] == 0
     assert abs(sf.info(str(out / "x" / "toy_00001.wav")).duration - 4.0) < 0.01
     assert meta["attributes"]["K1"] == 0  # the forced value, in the prefix every window shares
-    assert len(meta["window_attributes"]) == 3 and all(a == meta["attributes"] for a in meta["window_attributes"])
+    assert len(meta["window_attributes"]) == n and all(a == meta["attributes"] for a in meta["window_attributes"])
 
 
 def test_warm_start_loads_the_named_parts_of_another_run(tmp_path):
@@ -265,7 +270,7 @@ def test_run_with_bar_controls_sets_every_bar_from_the_video(tmp_path):
     api.generate_with_model(model, codec, [Path(video)], tmp_path / "long", sampling=SamplingConfig(top_k=15), seed=0,
                             window_seconds=2.0, overlap_seconds=0.0, progress=False)
     long = json.loads((tmp_path / "long" / f"{Path(video).stem}.json").read_text())
-    assert len(long["window_bar_controls"]) == 2
+    assert len(long["window_bar_controls"]) == len(long["midi_windows"]) >= 2
     assert all(w["bar_density"] and all(isinstance(k, int) for k in w["bar_density"]) for w in long["window_bar_controls"])
     truth = json.loads(Path(video).with_suffix(".json").read_text())["cut_times"]
     found = video_cuts(video)

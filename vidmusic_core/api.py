@@ -61,14 +61,17 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
                         sampling: SamplingConfig, seed: int, window_seconds: float, overlap_seconds: float,
                         text: Sequence[str] | None = None, seconds: float | None = None,
                         meta: dict[str, Any] | None = None, progress: bool = True,
-                        attributes: dict[str, Any] | None = None, max_tokens: int | None = None) -> list[Path]:
+                        attributes: dict[str, Any] | None = None, max_tokens: int | None = None,
+                        prompt_bars: int = 1) -> list[Path]:
     """Music for each video with a loaded model (``VidMusicModel``: encoder, layout, backbone) and its codec:
     ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and ``<stem>.json`` (``meta`` +
     seed, seconds, sampling settings). ``seconds`` defaults to the whole video. A video up to
     ``window_seconds`` is generated at once; a longer one in windows (:func:`longform.generate_long`: each
     window conditioned on its own frames, ``overlap_seconds`` of token prompt, audio written window by
     window, one progress bar per video). Item seeds: ``item_seed(seed, stem)``. Symbolic codecs (MIDI tokens)
-    also write ``<stem>.mid``; ``attributes`` forces attribute-prefix values, ``max_tokens`` the token budget."""
+    also write ``<stem>.mid``; ``attributes`` forces attribute-prefix values, ``max_tokens`` the token budget;
+    their long videos go through :func:`symbolic.generate_long_symbolic`, each window prompted with the
+    previous window's last ``prompt_bars`` bars."""
     from .audio import write_wav
     from .longform import generate_long
     from .symbolic import bar_control_meta, generate_long_symbolic, is_symbolic
@@ -94,7 +97,7 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
         if long and is_symbolic(codec):  # windows of MIDI, each on its own frames, the first one's attributes kept
             info.update(generate_long_symbolic(model, codec, video, window_seconds, seed=s, sampling=sampling,
                                                out_dir=out, stem=video.stem, seconds=secs, attributes=attributes,
-                                               max_tokens=max_tokens, progress=progress))
+                                               max_tokens=max_tokens, progress=progress, prompt_bars=prompt_bars))
         elif long:  # windows, each conditioned on its own frames
             res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
                                 text=caption, seconds=secs, out_wav=wav, progress=progress)
@@ -131,7 +134,7 @@ def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | P
                                overlap_seconds=float(cfg.generate.overlap_seconds), text=text, seconds=seconds,
                                meta={"run": str(run_dir)}, progress=progress,
                                attributes=OmegaConf.to_container(cfg.generate.attributes) if cfg.generate.attributes else None,
-                               max_tokens=cfg.generate.max_tokens)
+                               max_tokens=cfg.generate.max_tokens, prompt_bars=int(cfg.generate.prompt_bars))
 
 
 def _default_device(device: str | None) -> str:

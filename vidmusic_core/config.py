@@ -89,6 +89,9 @@ class GenerateConfig:
     # symbolic codecs with an attribute prefix: values to force, e.g. {T1s1: 2, K1: 0}; the rest come
     # from the model (predicted from the video)
     attributes: Optional[dict[str, Any]] = None
+    # symbolic codecs, long videos: bars of the previous window that prompt the next one (0 = independent
+    # windows); only `vidmusic generate` of videos past window_seconds reads it, so it is not hashed
+    prompt_bars: int = field(default=1, metadata=NO_HASH)
 
 
 @dataclass

@@ -89,7 +89,7 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
     with ``constrain_logits(logits, column)`` (a token grammar) has it applied at every column, and an
     ``eos_id`` inside its vocabulary is banned until ``min_frames``. ``controller(column, codes [B, K])``,
     called with each sampled column, returns codes ``[B, K]`` to force at the next one (``-1`` = sample;
-    e.g. a per-bar control token set from the video).
+    e.g. a per-bar control token set from the video); where ``forced`` sets a column too, ``forced`` wins.
     """
     sc = sampling or SamplingConfig()
     B, K, V = condition.batch_size, backbone.n_codebooks, backbone.cardinality
@@ -138,10 +138,10 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
         codes = sample(filtered, gens, sc.temperature)  # [B, K]
         if sc.ras_window > 0 and c > 0:
             codes = _repetition_aware(codes, logits, out[:, :, max(0, c - sc.ras_window):c], sc, gens)
-        if forced is not None and c < forced.shape[2]:
-            codes = torch.where(forced[:, :, c] >= 0, forced[:, :, c].to(codes.device), codes)
         if pending is not None:
             codes = torch.where(pending >= 0, pending.to(codes.device), codes)
+        if forced is not None and c < forced.shape[2]:  # forced codes (a prefix, a prompt) win over the controller
+            codes = torch.where(forced[:, :, c] >= 0, forced[:, :, c].to(codes.device), codes)
         if allow_eos:
             ended = (codes[:, 0] == eos_id) & ~stopped
             lengths[ended] = c - max(d)

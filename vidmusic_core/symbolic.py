@@ -162,63 +162,99 @@ def write_outputs(codec: MusicCodec, tokens: MusicTokens, row: int, seconds: flo
 def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s: float, *, seed: int,
                            sampling: SamplingConfig, out_dir: Path, stem: str, seconds: float | None = None,
                            attributes: Mapping[str, Any] | None = None, max_tokens: int | None = None,
-                           progress: bool = True) -> dict[str, Any]:
-    """A video longer than one window with a symbolic codec: windows of ``window_s`` seconds (no token
-    overlap: MIDI tokens carry no frame clock), each conditioned on its own frames (plus the whole video's
-    global frames) and cut to its span. Every window after the first keeps the first window's attribute
-    prefix, so instruments, key and tempo class stay (``attributes`` still win). Writes
-    ``<stem>.wNNN.mid`` per window and ``<stem>.wav`` (the renders back to back, written window by window).
-    Returns the metadata to store (window seeds, MIDI names, the attribute prefix every window used, the
-    per-bar controls of each window)."""
+                           progress: bool = True, prompt_bars: int = 1) -> dict[str, Any]:
+    """A video longer than one window with a symbolic codec, in windows of up to ``window_s`` seconds, each
+    conditioned on its own frames (plus the whole video's global frames). Every window after the first keeps
+    the first window's attribute prefix, so instruments, key and tempo class stay (``attributes`` still win).
+
+    Continuation (``prompt_bars`` > 0, codecs with ``window_cut``): a window ends at the end of its last
+    complete bar inside its span, and the next window starts with that window's last ``prompt_bars`` bars
+    forced as its first music tokens (its frames start where those bars start), so the music continues
+    across the boundary; the prompt bars are left out of the next window's MIDI. When a window has no
+    complete bar to end on (bars longer than the window, or ``prompt_bars`` 0), it is cut at its span's end
+    and the next one starts afresh, as independent windows. Writes ``<stem>.wNNN.mid`` per window and
+    ``<stem>.wav`` (the renders back to back, written window by window). Returns the metadata to store
+    (window seeds, starts, prompt lengths, MIDI names, the attribute prefix every window used, the per-bar
+    controls of each window)."""
     import soundfile as sf
     from tqdm.auto import tqdm
 
     from .generation import generate_tokens
-    from .longform import _window_frames, plan_windows, window_seed
+    from .longform import _window_frames, window_seed
     from .video import FrameSampler, probe_video
 
     full = probe_video(video).duration
     dur = full if seconds is None else min(float(seconds), full)
-    hundredths = plan_windows(int(round(dur * 100)), max(1, int(round(window_s * 100))), 0)
+    if window_s <= 0:
+        raise ConfigError(f"generate.window_seconds={window_s}: must be positive")
     device = next(model.parameters()).device
     sampler = FrameSampler(model.encoder.frame_spec)
     wav, tmp = out_dir / f"{stem}.wav", out_dir / f".{stem}.wav.tmp"
     user = forced_prefix(codec, attributes, 1)
     n_prefix = int(getattr(codec, "prefix_length", 0))
+    cut_fn = getattr(codec, "window_cut", None) if prompt_bars > 0 else None
+    sc = symbolic_sampling(sampling, codec)
     prefix: Tensor | None = None
-    seeds: list[int] = []
-    midis: list[str] = []
-    attrs: list[dict[str, Any]] = []
-    controls: list[dict[str, Any]] = []
-    bar = tqdm(total=len(hundredths), unit="window", desc=video.name, disable=not progress)
+    meta: dict[str, list[Any]] = {"window_seeds": [], "window_starts": [], "window_prompt_tokens": [],
+                                  "midi_windows": [], "window_attributes": [], "window_bar_controls": []}
+    origin, prompt, prompt_s, prompt_ticks = 0.0, [], 0.0, 0  # the music continues from `origin` (s)
+    bar = tqdm(total=round(dur, 2), unit="s", desc=video.name, disable=not progress)
     with sf.SoundFile(str(tmp), "w", samplerate=int(codec.sample_rate), channels=1, subtype="PCM_16",
                       format="WAV") as writer:
-        for w in hundredths:
-            t0, t1 = w.start / 100, w.end / 100
+        index = 0
+        while origin < dur - 1e-3:
+            if prompt_s > 0.5 * window_s:  # a prompt that long would leave too little new music: start afresh
+                prompt, prompt_s, prompt_ticks = [], 0.0, 0
+            t0 = origin - prompt_s  # the window's clock starts with its prompt
+            t1 = min(t0 + window_s, dur)
             frames = _window_frames(sampler, video, t0, t1, device)
             with torch.inference_mode():
                 cond = model.encoder(frames)
-            s = window_seed(seed, w.index)
+            s = window_seed(seed, index)
             ctl = bar_controller(codec, model.layout, cond, [video], [(t0, t1)])
-            toks = generate_tokens(model.layout, model.backbone, cond, token_budget(codec, t1 - t0, max_tokens), [s],
-                                   symbolic_sampling(sampling, codec), delays=codec.delays, frame_rate=None,
-                                   forced=merge_forced(layout_forced(model.layout, cond), prefix, user), controller=ctl)
+            cont = None
+            if prompt:
+                cont = torch.full((1, 1, n_prefix + len(prompt)), -1, dtype=torch.long)
+                cont[0, 0, n_prefix:] = torch.tensor(prompt)
+            budget = token_budget(codec, t1 - t0, max_tokens) + (len(prompt) if max_tokens is not None else 0)
+            toks = generate_tokens(model.layout, model.backbone, cond, budget, [s],
+                                   dataclasses.replace(sc, min_frames=sc.min_frames + len(prompt)),
+                                   delays=codec.delays, frame_rate=None, controller=ctl,
+                                   forced=merge_forced(layout_forced(model.layout, cond), prefix, user, cont))
             if prefix is None and n_prefix:
                 prefix = toks.codes[:, :, :n_prefix].clone()
-            scores = codec.decode(toks, seconds=t1 - t0)  # type: ignore[call-arg]
-            midi = codec.write_midi(scores[0], out_dir / f"{stem}.w{w.index:03d}.mid")  # type: ignore[attr-defined]
-            audio = codec.render(scores, seconds=t1 - t0)[0, 0]  # type: ignore[attr-defined]
+            last = t1 >= dur - 1e-3
+            cut = None if last or cut_fn is None else cut_fn(toks, t1 - t0, prompt_bars, after=prompt_s)
+            if cut is not None:  # end on a bar line; its last bars prompt the next window
+                score = codec.decode_between(toks, prompt_ticks, end_ticks=cut.ticks)  # type: ignore[attr-defined]
+                end = cut.seconds
+            elif prompt:
+                score = codec.decode_between(toks, prompt_ticks, end_seconds=t1 - t0)  # type: ignore[attr-defined]
+                end = t1 - t0
+            else:
+                score = codec.decode(toks, seconds=t1 - t0)[0]  # type: ignore[call-arg]
+                end = t1 - t0
+            length = end - prompt_s
+            midi = codec.write_midi(score, out_dir / f"{stem}.w{index:03d}.mid")  # type: ignore[attr-defined]
+            audio = codec.render([score], seconds=length)[0, 0]  # type: ignore[attr-defined]
             writer.write(np.clip(audio.cpu().numpy(), -1.0, 1.0))
-            seeds.append(s)
-            midis.append(Path(midi).name)
-            controls.append(bar_control_meta(codec, toks, 0))
+            meta["window_seeds"].append(s)
+            meta["window_starts"].append(round(origin, 6))
+            meta["window_prompt_tokens"].append(len(prompt))
+            meta["midi_windows"].append(Path(midi).name)
+            meta["window_bar_controls"].append(bar_control_meta(codec, toks, 0))
             if n_prefix:
-                attrs.append(codec.attributes_of(toks)[0])  # type: ignore[attr-defined]
-            bar.update(1)
+                meta["window_attributes"].append(codec.attributes_of(toks)[0])  # type: ignore[attr-defined]
+            origin = t0 + end
+            prompt, prompt_s, prompt_ticks = ((cut.prompt, cut.prompt_seconds, cut.prompt_ticks) if cut is not None
+                                              else ([], 0.0, 0))
+            bar.update(round(length, 2))
+            index += 1
     bar.close()
     tmp.replace(wav)
-    out = {"window_seeds": seeds, "window_seconds": window_s, "midi_windows": midis,
-           "attributes": attrs[0] if attrs else None, "window_attributes": attrs}
-    if any(controls):
-        out["window_bar_controls"] = controls
+    attrs = meta["window_attributes"]
+    out: dict[str, Any] = {**meta, "window_seconds": window_s, "prompt_bars": prompt_bars,
+                           "attributes": attrs[0] if attrs else None}
+    if not any(meta["window_bar_controls"]):
+        out.pop("window_bar_controls")
     return out

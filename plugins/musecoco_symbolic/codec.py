@@ -34,8 +34,9 @@ from torch import Tensor
 from vidmusic_core import ConfigError, MusicCodec, MusicTokens, atomic_path
 
 from . import remigen
-from .density import DEFAULT_EDGES, DENSITY_TOKENS, check_edges, with_bar_density
-from .attributes import Values, clip_score, extract_attributes, load_score, tokens_to_values, values_to_tokens
+from .density import DEFAULT_EDGES, DENSITY_TOKENS, bars_of, check_edges, with_bar_density
+from .attributes import (Values, clip_score, extract_attributes, load_score, tick_at, tokens_to_values,
+                         values_to_tokens)
 from .vocab import EOS, PAD, PREFIX_LENGTH, SEP, SPECIALS, Vocab, attribute_tokens, musecoco_symbols
 
 VOCABS = ("remi", "musecoco")
@@ -271,6 +272,50 @@ class RemiCodec(MusicCodec):
         scores = [self.decode_music(self.split(r)[1]) for r in self.rows(tokens)]
         return [clip_score(s, seconds) for s in scores] if seconds is not None else scores
 
+    def window_cut(self, tokens: Union[MusicTokens, Sequence[Any]], limit: float, n_bars: int,
+                   after: float = 0.0) -> Optional["WindowCut"]:
+        """Where a long-video window of generated ``tokens`` (one row, prefix included) should end so the
+        next window can continue it: the end of the last bar that is complete (another bar follows it) and ends
+        by ``limit`` seconds and after ``after`` seconds (row clock, from the first ``Bar_None``), with the
+        ids of the ``n_bars`` bars before that point (control tokens included, and the tempo in force when they
+        do not state it) to prompt the next window.
+        None when no such bar exists (``vocab: remi`` only; None for ``musecoco``)."""
+        if self.tokenizer is None or n_bars < 1:
+            return None
+        row = self.rows(tokens)[0]
+        music = row[row.index(SEP) + 1:] if SEP in row else row
+        if SPECIALS[EOS] in music:
+            music = music[: music.index(SPECIALS[EOS])]
+        starts = [i for i, t in enumerate(music) if t == BAR]
+        bars = bars_of(music)
+        ends = [j for j in range(len(bars) - 1) if after + 1e-6 < bars[j].end <= limit + 1e-6]
+        if not ends:
+            return None
+        j = ends[-1]
+        first = max(0, j - n_bars + 1)
+        ticks = [int(round(sum(b.quarters for b in bars[:k]) * self.cfg.tpq)) for k in (first, j + 1)]
+        prompt = music[starts[first]:starts[j + 1]]
+        tempos = [t for t in music[:starts[first]] if t.startswith("Tempo_")]
+        if tempos and not any(t.startswith("Tempo_") for t in prompt):  # REMI writes a tempo only when it changes:
+            pos = next((i for i, t in enumerate(prompt) if t.startswith("Position_")), len(prompt))  # carry it over
+            if pos < len(prompt) and prompt[pos] == "Position_0":
+                prompt = prompt[:pos + 1] + [tempos[-1]] + prompt[pos + 1:]
+            else:
+                prompt = prompt[:pos] + ["Position_0", tempos[-1]] + prompt[pos:]
+        return WindowCut(seconds=bars[j].end, ticks=ticks[1], prompt=self.vocab.encode(prompt),
+                         prompt_seconds=bars[j].end - bars[first].start, prompt_ticks=ticks[1] - ticks[0])
+
+    def decode_between(self, tokens: Union[MusicTokens, Sequence[Any]], start_ticks: int,
+                       end_ticks: Optional[int] = None, end_seconds: Optional[float] = None) -> Any:
+        """The first row as a Score holding the notes that start in ``[start_ticks, end)`` moved to start at 0
+        (tempo and time signature in force at the start kept); ``end`` is ``end_ticks``, else the tick at
+        ``end_seconds``, else the end of the music. For a window that began with a prompt."""
+        score = self.decode(tokens)[0]
+        if end_ticks is None:
+            end_ticks = tick_at(score, end_seconds) if end_seconds is not None else max(score.end(), start_ticks) + 1
+        piece = score.clip(int(start_ticks), int(end_ticks), False)
+        return piece.shift_time(-int(start_ticks)) if start_ticks else piece
+
     def bar_controller(self, cuts: Optional[Sequence[Sequence[float]]] = None,
                        density: Optional[Sequence[Optional[DensityFn]]] = None) -> Optional["BarController"]:
         """A :class:`BarController` for rows with these video cut times and per-bar density classes
@@ -411,3 +456,16 @@ class BarController:
 
 
 BarCutController = BarController  # the name before the density control
+
+
+@dataclass
+class WindowCut:
+    """Where a window's music ends and what prompts the next window (:meth:`RemiCodec.window_cut`):
+    ``seconds`` / ``ticks`` on the row's clock; ``prompt`` the ids of the last bars before it, lasting
+    ``prompt_seconds`` (``prompt_ticks``)."""
+
+    seconds: float
+    ticks: int
+    prompt: list[int]
+    prompt_seconds: float
+    prompt_ticks: int
