@@ -173,10 +173,15 @@ def test_generate_command_with_a_symbolic_run(tmp_path):
     video = sorted((tmp_path / "data").glob("*/toy_00001.mp4"))[0]
     out = tmp_path / "out"
     gen = subprocess.run([str(BIN / "vidmusic"), "generate", str(video), "--run", str(run_dir), "-o", str(out),
-                          "--seconds", "2"], capture_output=True, text=True, timeout=600, env=env)
+                          "--seconds", "2", "--set", "generate.top_k=5"], capture_output=True, text=True, timeout=600,
+                         env=env)
     assert gen.returncode == 0, gen.stderr[-3000:]
     meta = json.loads((out / "toy_00001.json").read_text())
     assert meta["midi"] == "toy_00001.mid" and (out / "toy_00001.mid").is_file() and (out / "toy_00001.mp4").is_file()
+    assert meta["sampling"]["top_k"] == 5  # the --set value, not the run's 15
+    bad = subprocess.run([str(BIN / "vidmusic"), "generate", str(video), "--run", str(run_dir), "-o", str(out / "b"),
+                          "--set", "backbone.layers=9"], capture_output=True, text=True, timeout=600, env=env)
+    assert bad.returncode != 0 and "only generate.KEY=VALUE settings can change" in bad.stderr
     import soundfile as sf
     assert abs(sf.info(str(out / "toy_00001.wav")).duration - 2.0) < 0.01
     from vidmusic_core import api

@@ -122,12 +122,14 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
 
 
 def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None = None,
-             seconds: float | None = None, seed: int | None = None, progress: bool = True) -> list[Path]:
+             seconds: float | None = None, seed: int | None = None, progress: bool = True,
+             overrides: Sequence[str] = ()) -> list[Path]:
     """Music for each video with a trained run: ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new
     soundtrack) and ``<stem>.json`` (seeds, settings). ``seconds`` defaults to the whole video; videos longer
     than ``generate.window_seconds`` (default ``data.clip_seconds``, the trained length) are generated in
-    windows, each conditioned on its own frames, with ``generate.overlap_seconds`` of token prompt."""
-    cfg, model, codec = load_trained(run_dir)
+    windows, each conditioned on its own frames, with ``generate.overlap_seconds`` of token prompt.
+    ``overrides``: ``generate.KEY=VALUE`` settings instead of the run's (sampling, windows, attributes)."""
+    cfg, model, codec = load_trained(run_dir, generate_overrides=overrides)
     return generate_with_model(model, codec, videos, out_dir, sampling=sampling_from(cfg),
                                seed=int(cfg.generate.seed if seed is None else seed),
                                window_seconds=float(cfg.generate.window_seconds or cfg.data.clip_seconds),

@@ -232,11 +232,14 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 @click.option("--seconds", type=float, default=None, help="length (default: the whole video)")
 @click.option("--seed", type=int, default=None)
 @click.option("--device", default=None, help="--checkpoint only: cpu, cuda, … (default: cuda when available)")
+@click.option("--set", "settings", multiple=True, metavar="generate.KEY=VALUE",
+              help="a run only: a sampling setting instead of the run's (repeatable), e.g. generate.top_k=50, "
+                   "generate.window_seconds=10, generate.prompt_bars=2, generate.attributes={K1:0}")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
 def generate(paths: tuple[str, ...], out_dir: str, run_dir: str | None, checkpoint: str | None, codec_dir: str | None,
              text: tuple[str, ...], seconds: float | None, seed: int | None, device: str | None,
-             no_progress: bool) -> None:
+             settings: tuple[str, ...], no_progress: bool) -> None:
     """Music for videos: `generate RUN_DIR VIDEO... -o OUT` or `generate VIDEO... --run RUN_DIR -o OUT` (a
     trained run) or `generate VIDEO... --checkpoint
     DIR [--codec-dir ENCODEC_DIR] -o OUT` (an imported model); writes wav + mp4 (the video with the new
@@ -248,6 +251,8 @@ def generate(paths: tuple[str, ...], out_dir: str, run_dir: str | None, checkpoi
     if run_dir is not None:
         paths = (run_dir, *paths)
     if checkpoint is not None:
+        if settings:
+            raise click.UsageError("--set goes with a run (an imported model takes its settings from its directory)")
         written = api.generate_from_checkpoint(checkpoint, paths, out_dir, text=list(text) or None,
                                                seconds=seconds, seed=seed or 0, codec_dir=codec_dir, device=device,
                                                progress=not no_progress)
@@ -258,7 +263,7 @@ def generate(paths: tuple[str, ...], out_dir: str, run_dir: str | None, checkpoi
         if len(paths) < 2:
             raise click.UsageError("give RUN_DIR and at least one VIDEO (or --checkpoint DIR and videos)")
         written = api.generate(paths[0], paths[1:], out_dir, text=list(text) or None, seconds=seconds, seed=seed,
-                               progress=not no_progress)
+                               progress=not no_progress, overrides=settings)
     for p in written:
         click.echo(f"wrote {p} and {p.with_suffix('.mp4')}")
 

@@ -18,14 +18,14 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import atomic_path, load_component, load_state_strict, load_weights
 from .config import compose, config_hash, to_yaml
-from .errors import VidmusicError
+from .errors import ConfigError, VidmusicError
 
 
 class RunError(VidmusicError):
@@ -78,22 +78,29 @@ def write_run_files(run_dir: Path, cfg: DictConfig) -> None:
         tmp.write_text(json.dumps(env_info(), indent=1))
 
 
-def load_run_config(run_dir: str | Path) -> DictConfig:
+def load_run_config(run_dir: str | Path, generate_overrides: Sequence[str] = ()) -> DictConfig:
+    """A run's ``config.yaml``, with ``generate.KEY=VALUE`` overrides (sampling settings only: anything else
+    would not describe the trained model)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run directory (no config.yaml); start one with `vidmusic run`")
-    return compose(files=[path])
+    bad = [o for o in generate_overrides if not o.startswith("generate.") or "=" not in o]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: at generation only generate.KEY=VALUE settings can change (the rest "
+                          "describes the trained model; train a new run to change it)")
+    return compose(files=[path], overrides=list(generate_overrides))
 
 
-def load_trained(run_dir: str | Path, device: str | None = None) -> tuple[DictConfig, Any, Any]:
+def load_trained(run_dir: str | Path, device: str | None = None,
+                 generate_overrides: Sequence[str] = ()) -> tuple[DictConfig, Any, Any]:
     """(config, model, codec) of a trained run, weights loaded strictly, on ``device`` (default: the
-    run's ``run.device``)."""
+    run's ``run.device``); ``generate_overrides``: ``generate.KEY=VALUE`` settings to use instead of the run's."""
     from .data.prepare import cache_root, codec_store_dir, data_root
     from .model import build_model
     from .training import latest_checkpoint
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir, generate_overrides)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise RunError(f"{run_dir} has no checkpoint; train it first (`vidmusic train` or `vidmusic run`)")
