@@ -92,12 +92,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["1.5b-long"] = PRESETS["1.5b"]
 
 
-def _rotate_half(x: Tensor) -> Tensor:
-    """transformers' ``rotate_half``: ``[x1, x2] -> [-x2, x1]`` over the last dimension."""
-    n = x.shape[-1] // 2
-    return torch.cat((-x[..., n:], x[..., :n]), dim=-1)
-
-
 def _version(t: Tensor) -> int:
     """``t._version`` (bumped by every in-place change), or -1 for an inference tensor (which has none: a
     model built under ``torch.inference_mode`` and then edited in place there is not noticed)."""
@@ -517,8 +511,7 @@ class InspireBackbone(Backbone):
         layers, dec = self._decode_weights(B)
         if pos is None:
             pos = torch.full((1, 1), cache.get_seq_length(), dtype=torch.long, device=x.device)
-        cos, sin = qwen.rotary_emb(x, pos)
-        cos, sin = cos.view(-1, 1, cos.shape[-1]), sin.view(-1, 1, sin.shape[-1])  # [B or 1, 1, hd]
+        cos, sin = qwen.rotary_emb(x, pos)  # [B or 1, 1, hd]
         mask = None if full is None else full[:, None, None, :]  # [B, 1, 1, S_past + 1]
         h = x.reshape(B, D)
         for i, layer in enumerate(qwen.layers):
@@ -528,11 +521,10 @@ class InspireBackbone(Backbone):
             qkv = _linear(layer.input_layernorm(h), qkv_w)  # [B, (H + 2 H_kv) hd]
             nq = attn.config.num_attention_heads * hd
             nk = (qkv.shape[1] - nq) // 2
-            q = qkv[:, :nq].view(B, -1, hd)  # [B, H, hd]
-            k = qkv[:, nq:nq + nk].view(B, -1, hd)  # [B, H_kv, hd]
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            k, v = cache.update(k[:, :, None], qkv[:, nq + nk:].view(B, -1, 1, hd), i)  # [B, H_kv, S_past + 1, hd]
+            q = qkv[:, :nq].view(B, -1, 1, hd)  # [B, H, 1, hd]
+            k = qkv[:, nq:nq + nk].view(B, -1, 1, hd)  # [B, H_kv, 1, hd]
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            k, v = cache.update(k, qkv[:, nq + nk:].view(B, -1, 1, hd), i)  # [B, H_kv, S_past + 1, hd]
             q = q.view(B, k.shape[1], -1, hd)  # [B, H_kv, H / H_kv, hd]: the group's heads as queries
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
             h = h + _linear(o.reshape(B, -1), o_w)  # head order kept: [H_kv, group] = H

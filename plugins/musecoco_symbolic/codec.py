@@ -34,7 +34,7 @@ from torch import Tensor
 from vidmusic_core import ConfigError, MusicCodec, MusicTokens, atomic_path
 
 from . import remigen
-from .density import DEFAULT_EDGES, DENSITY_TOKENS, bars_of, check_edges, with_bar_density
+from .density import DEFAULT_EDGES, DENSITY_TOKENS, bars_of, check_edges, timing_after, with_bar_density
 from .attributes import (Values, clip_score, extract_attributes, load_score, tick_at, tokens_to_values,
                          values_to_tokens)
 from .vocab import EOS, PAD, PREFIX_LENGTH, SEP, SPECIALS, Vocab, attribute_tokens, musecoco_symbols
@@ -430,12 +430,8 @@ class BarController:
         out = torch.full_like(codes, -1)
         for b, i in enumerate(codes[:, 0].tolist()):
             tok = self.codec.vocab[int(i)] if 0 <= int(i) < len(self.codec.vocab) else ""
-            if tok.startswith("TimeSig_"):
-                num, den = tok.split("_", 1)[1].split("/")
-                self.quarters[b] = int(num) * 4.0 / int(den)
-            elif tok.startswith("Tempo_"):
-                self.qpm[b] = float(tok.split("_", 1)[1])
-            elif tok == BAR:
+            self.quarters[b], self.qpm[b] = timing_after(tok, self.quarters[b], self.qpm[b])
+            if tok == BAR:
                 length = self.quarters[b] * 60.0 / self.qpm[b]  # the bar that just ended; the new one's estimate
                 prev = self.bar_start[b]
                 start = self.bar_start[b] = 0.0 if prev is None else prev + length

@@ -12,11 +12,12 @@ quarters at the ``Tempo`` read up to its end; the next bar starts where it ends.
 """
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from .attributes import tick_seconds
 
 BAR = "Bar_None"
 #: notes per quarter at the class boundaries: class k holds [edges[k-1], edges[k])
@@ -37,7 +38,12 @@ def check_edges(edges: Sequence[float]) -> tuple[float, ...]:
 
 def density_class(notes_per_quarter: float, edges: Sequence[float] = DEFAULT_EDGES) -> int:
     """Class 0..N_DENSITY-1 of a density (notes per quarter)."""
-    return bisect.bisect_right(list(edges), float(notes_per_quarter))
+    return int(density_classes([notes_per_quarter], edges)[0])
+
+
+def density_classes(notes_per_quarter: Any, edges: Sequence[float] = DEFAULT_EDGES) -> np.ndarray:
+    """Classes of an array of densities (notes per quarter): the index of the first edge above each."""
+    return np.searchsorted(np.asarray(edges, dtype=float), np.asarray(notes_per_quarter, dtype=float), side="right")
 
 
 @dataclass
@@ -53,6 +59,17 @@ class BarInfo:
     @property
     def notes_per_quarter(self) -> float:
         return self.notes / max(self.quarters, 1e-6)
+
+
+def timing_after(tok: str, quarters: float, qpm: float) -> tuple[float, float]:
+    """(bar length in quarters, tempo in qpm) after the token ``tok``: ``TimeSig_n/d`` sets the first,
+    ``Tempo_q`` the second, any other token neither."""
+    if tok.startswith("TimeSig_"):
+        num, den = tok.split("_", 1)[1].split("/")
+        return int(num) * 4.0 / int(den), qpm
+    if tok.startswith("Tempo_"):
+        return quarters, float(tok.split("_", 1)[1])
+    return quarters, qpm
 
 
 def bars_of(tokens: Sequence[str], default_qpm: float = 120.0) -> list[BarInfo]:
@@ -80,11 +97,8 @@ def bars_of(tokens: Sequence[str], default_qpm: float = 120.0) -> list[BarInfo]:
             notes += 1
         elif tok.startswith("Position_"):
             last_pos = max(last_pos, int(tok.split("_", 1)[1]))
-        elif tok.startswith("TimeSig_"):
-            num, den = tok.split("_", 1)[1].split("/")
-            quarters = int(num) * 4.0 / int(den)
-        elif tok.startswith("Tempo_"):
-            qpm = float(tok.split("_", 1)[1])
+        else:
+            quarters, qpm = timing_after(tok, quarters, qpm)
     if open_:
         close(final=True)
     return bars
@@ -117,18 +131,12 @@ def score_bars(score: Any, seconds: float | None = None) -> list[BarInfo]:
     bar_ticks = int(round(quarters * tpq))
     onsets = np.sort(np.concatenate([np.asarray([n.time for n in tr.notes], dtype=np.int64)
                                      for tr in score.tracks] or [np.zeros(0, np.int64)]))
-    tempos = sorted((int(t.time), float(t.mspq) / 1e6) for t in score.tempos) or [(0, 0.5)]
+    tempos = sorted((int(t.time), float(t.qpm)) for t in score.tempos) or [(0, 120.0)]
     if tempos[0][0] > 0:
         tempos.insert(0, (0, tempos[0][1]))
 
     def to_seconds(tick: int) -> float:
-        s, prev_t, prev_spq = 0.0, 0, tempos[0][1]
-        for t, spq in tempos[1:]:
-            if t >= tick:
-                break
-            s += (t - prev_t) / tpq * prev_spq
-            prev_t, prev_spq = t, spq
-        return s + (tick - prev_t) / tpq * prev_spq
+        return tick_seconds(tempos, tpq, tick)
 
     end_tick = int(onsets[-1]) + 1 if len(onsets) else 0
     bars: list[BarInfo] = []

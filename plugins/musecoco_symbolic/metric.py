@@ -117,7 +117,7 @@ class BarDensityMetric(Metric):
         import numpy as np
 
         from .attributes import load_score
-        from .density import density_at, density_class, score_bars
+        from .density import density_at, density_class, density_classes, score_bars
 
         accs, gens, refs, control = [], [], [], []
         for it in items:
@@ -141,8 +141,7 @@ class BarDensityMetric(Metric):
             ok = ~np.isnan(r)
             if not ok.any():
                 continue
-            cls = np.vectorize(lambda x: density_class(x, self.edges))
-            accs.append(float((cls(g[ok]) == cls(r[ok])).mean()))
+            accs.append(float((density_classes(g[ok], self.edges) == density_classes(r[ok], self.edges)).mean()))
             gens.append(g[ok])
             refs.append(r[ok])
         scores: dict[str, float] = {}
