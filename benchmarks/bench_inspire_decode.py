@@ -3,7 +3,7 @@
 All paths decode greedily (CFG off) from the same ``--prompt``-position prompt for ``--steps`` new tokens
 (prefill + ``steps - 1`` cached forwards each):
 
-- ``gen_tokens``: the product path, ``vidmusic_core.generation.generate_tokens`` with a ``prefix`` layout
+- ``gen_tokens``: the product path, ``vidmusic_core.sampling.generate_tokens`` with a ``prefix`` layout
   (video condition tokens between ``sos`` and ``task``, K = 1, temperature 0 = argmax), i.e.
   ``layout.step_embeds`` + ``backbone(BackboneInput, cache, logits_positions="last")`` per step plus the
   sampling loop's bookkeeping;
@@ -38,7 +38,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from inspire_llm.backbone import DECODE_KERNELS, InspireBackbone, InspireConfig
 from vidmusic_core import BackboneInput, Condition
-from vidmusic_core.generation import SamplingConfig, generate_tokens
+from vidmusic_core.sampling import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 
 SIZES = {  # ~100M: 12 layers of D 768 (8.5M each) + decoder 3.1M; tiny: the test default

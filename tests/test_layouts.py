@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from vidmusic_core import IGNORE_INDEX, Condition, ConfigError, MusicTokens
+from vidmusic_core import IGNORE_INDEX, Condition, ConfigError, MusicCodec, MusicTokens
 from vidmusic_core.config import compose
-from vidmusic_core.generation import SamplingConfig, generate_tokens
+from vidmusic_core.sampling import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.reduce import group_by_time, pool_to_rate, reduce_condition, resample_to_frames
 from vidmusic_core.model import build_model
 from vidmusic_core.testing import check_component_contract
@@ -12,11 +12,20 @@ from vidmusic_core.testing import check_component_contract
 FR = 50.0
 
 
-class FakeCodec:
-    """Just the attributes build_model reads (the real codec is tested in test_rvq_mel.py)."""
+class FakeCodec(MusicCodec):
+    """A token codec with the sizes build_model wires from (the real codec is tested in test_rvq_mel.py)."""
+
+    sample_rate = 16000
 
     def __init__(self, K=4, V=32, delays=(0, 1, 2, 3)):
+        super().__init__()
         self.n_codebooks, self.cardinality, self.delays, self.frame_rate = K, V, tuple(delays), FR
+
+    def encode(self, audio):
+        raise NotImplementedError("layout tests never encode audio")
+
+    def decode(self, music):
+        raise NotImplementedError("layout tests never decode audio")
 
 
 def model(layout="prefix", K=4, delays=(0, 1, 2, 3), overrides=()):

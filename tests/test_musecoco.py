@@ -274,7 +274,7 @@ def test_loss_only_on_music_and_attribute_dropout(codecs):
 
 
 def test_prefix_layout_generation_to_midi(codecs, tmp_path):
-    from vidmusic_core.generation import SamplingConfig, generate_tokens
+    from vidmusic_core.sampling import SamplingConfig, generate_tokens
     from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 
     codec = codecs["remi"]

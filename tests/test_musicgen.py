@@ -16,9 +16,9 @@ from transformers import MusicgenDecoderConfig, MusicgenForCausalLM
 
 from musicgen_lm.backbone import MusicgenBackbone, MusicgenLMConfig
 from musicgen_lm.importer import VidmuseFullImportConfig, audiocraft_to_hf, hf_to_audiocraft
-from vidmusic_core import IGNORE_INDEX, BackboneInput, Condition, MusicTokens, get_component, load_component
+from vidmusic_core import IGNORE_INDEX, BackboneInput, Condition, MusicCodec, MusicTokens, get_component, load_component
 from vidmusic_core.config import compose
-from vidmusic_core.generation import SamplingConfig, generate_tokens
+from vidmusic_core.sampling import SamplingConfig, generate_tokens
 from vidmusic_core.model import build_model
 from vidmusic_core.testing import check_component_contract, make_frames
 
@@ -198,8 +198,16 @@ def test_loss_matches_full_logits() -> None:
 
 
 # -- cross layout + musicgen: train and generate ---------------------------------------------------
-class FakeCodec:
-    n_codebooks, cardinality, delays, frame_rate = K, V, (0, 1, 2, 3), 50.0
+class FakeCodec(MusicCodec):
+    """A token codec with MusicGen's sizes (never encodes or decodes)."""
+
+    n_codebooks, cardinality, delays, frame_rate, sample_rate = K, V, (0, 1, 2, 3), 50.0, 32000
+
+    def encode(self, audio):
+        raise NotImplementedError("these tests never encode audio")
+
+    def decode(self, music):
+        raise NotImplementedError("these tests never decode audio")
 
 
 def _cross_model():
@@ -437,7 +445,7 @@ def test_plan_windows_cover_the_video() -> None:
 @pytest.mark.parametrize("cfg_coef", [1.0, 3.0])
 def test_continuation_layout_continues_exactly(cfg_coef: float) -> None:
     """Greedy: 12 frames at once == 5 frames, then 7 more continued from those 5 as an audio prompt."""
-    from vidmusic_core.longform import ContinuationLayout
+    from vidmusic_core.sampling import ContinuationLayout
 
     model = _cross_model().eval()
     torch.manual_seed(1)
@@ -450,10 +458,13 @@ def test_continuation_layout_continues_exactly(cfg_coef: float) -> None:
     assert torch.equal(rest, full[:, :, 5:])
 
 
-class ToneCodec(torch.nn.Module):
+class ToneCodec(MusicCodec):
     """A stand-in codec at 2 frames/s: each frame decodes to 100 samples of a tone set by codebook 0."""
 
     n_codebooks, cardinality, delays, frame_rate, sample_rate = K, V, (0, 1, 2, 3), 2.0, 200
+
+    def encode(self, audio):
+        raise NotImplementedError("this test never encodes audio")
 
     def decode(self, tokens: MusicTokens) -> torch.Tensor:
         f = 5.0 + tokens.codes[:, :1].float().repeat_interleave(100, dim=-1)  # [B, 1, T*100]

@@ -18,7 +18,7 @@ from musecoco_symbolic.codec import RemiCodec
 from musecoco_symbolic.vocab import EOS, PREFIX_LENGTH, SEP, attribute_tokens
 from vidmusic_core import Condition, ConfigError, MusicTokens
 from vidmusic_core.config import compose
-from vidmusic_core.generation import SamplingConfig, generate_tokens
+from vidmusic_core.sampling import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 from vidmusic_core.symbolic import forced_prefix, symbolic_sampling, token_budget
 
@@ -185,7 +185,7 @@ def test_generate_command_with_a_symbolic_run(tmp_path):
     import soundfile as sf
     assert abs(sf.info(str(out / "toy_00001.wav")).duration - 2.0) < 0.01
     from vidmusic_core import api
-    from vidmusic_core.generation import SamplingConfig
+    from vidmusic_core.sampling import SamplingConfig
 
     _, model, codec = api.load(run_dir)  # a video longer than the window: MIDI per window, one wav
     api.generate_with_model(model, codec, [video], out / "x", sampling=SamplingConfig(top_k=15), seed=0,
@@ -267,7 +267,7 @@ def test_run_with_bar_controls_sets_every_bar_from_the_video(tmp_path):
     for key in ("density_ref_acc", "density_ref_mae", "density_control_acc"):
         assert 0.0 <= results[key]["conditioned"] and "shuffled" in results[key]
     from vidmusic_core import api
-    from vidmusic_core.generation import SamplingConfig
+    from vidmusic_core.sampling import SamplingConfig
     from vidmusic_core.symbolic import video_cuts
 
     video = metas[0]["video"]

@@ -8,7 +8,7 @@ from musecoco_symbolic.backbone import MusecocoBackbone
 from musecoco_symbolic.codec import RemiCodec, RemiConfig
 from musecoco_symbolic.vocab import PREFIX_LENGTH
 from vidmusic_core import Condition
-from vidmusic_core.generation import SamplingConfig, generate_tokens
+from vidmusic_core.sampling import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 
 

@@ -19,22 +19,32 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .plugins import Component, PluginHost, Registry, build, get_component, get_host, get_registry, use_host
+from .components import (
+    Backbone,
+    ConditionEncoder,
+    LatentCodec,
+    Metric,
+    MusicBackbone,
+    MusicCodec,
+    SequenceLayout,
+    SymbolicCodec,
+    TokenLM,
+)
 from .types import (
     CLIP_MEAN,
     CLIP_STD,
     IGNORE_INDEX,
-    Backbone,
     BackboneInput,
     BackboneOutput,
     Condition,
-    ConditionEncoder,
     FrameSpec,
     Frames,
+    GenerationRequest,
     ImportReport,
-    Metric,
-    MusicCodec,
+    MusicLatents,
+    MusicOutput,
     MusicTokens,
-    SequenceLayout,
+    SamplingConfig,
     check_shapes,
     normalize_frames,
     select_positions,
@@ -48,8 +58,9 @@ except PackageNotFoundError:  # running from a source tree without install
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "IGNORE_INDEX", "Backbone", "BackboneInput", "BackboneOutput", "CheckpointError",
     "Component", "Condition", "ConditionEncoder", "ConfigError", "DuplicateComponentError", "FrameSpec", "Frames",
-    "ImportReport", "Metric", "MusicCodec", "MusicTokens", "PluginError", "PluginHost", "Registry",
-    "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
+    "GenerationRequest", "ImportReport", "LatentCodec", "Metric", "MusicBackbone", "MusicCodec", "MusicLatents",
+    "MusicOutput", "MusicTokens", "PluginError", "PluginHost", "Registry", "SamplingConfig", "SymbolicCodec",
+    "TokenLM", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
     "load_state_strict", "load_weights", "normalize_frames", "select_positions", "save_component", "save_weights", "use_host",
 ]

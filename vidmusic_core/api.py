@@ -21,7 +21,7 @@ from .config import compose
 from .data.manifest import MANIFEST_NAME, read_manifest
 from .data.prepare import cache_root, data_root, load_codec, prepare
 from .errors import CheckpointError, ConfigError
-from .generation import SamplingConfig
+from .sampling import SamplingConfig
 from .pipeline import RunReport, evaluate_run, item_seed, run, sample_clips, sampling_from
 from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .training import TrainResult
@@ -265,7 +265,7 @@ def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | P
     """Text-to-music with an imported InspireMusic directory (see :func:`generate_from_checkpoint`)."""
     from .audio import write_wav
     from .checkpoint import load_component
-    from .generation import generate_tokens
+    from .sampling import generate_tokens
     from .layouts.prefix import PrefixLayout
     from .types import Condition
     from .video import probe_video

@@ -16,13 +16,14 @@ from torch import Tensor, nn
 
 from .config import component_from_config
 from .errors import ConfigError
-from .types import Condition, Frames, MusicCodec, MusicTokens
+from .components import MusicBackbone, MusicCodec, SequenceLayout, TokenLM
+from .types import Condition, Frames, MusicLatents, MusicOutput, MusicTokens
 
 
 class VidMusicModel(nn.Module):
     """The trainable model: ``encoder`` (its frozen part excluded from training), ``layout``, ``backbone``."""
 
-    def __init__(self, encoder: nn.Module, layout: nn.Module, backbone: nn.Module, names: Mapping[str, str],
+    def __init__(self, encoder: nn.Module, layout: SequenceLayout, backbone: MusicBackbone, names: Mapping[str, str],
                  configs: Mapping[str, Any]) -> None:
         super().__init__()
         self.encoder, self.layout, self.backbone = encoder, layout, backbone
@@ -42,14 +43,18 @@ class VidMusicModel(nn.Module):
                                             batch.get("duration"), batch.get("global_times"))
 
     def loss(self, batch: Mapping[str, Any], frame_rate: float | None) -> Tensor:
-        """Mean next-token cross-entropy on music tokens for a collated batch (see data/dataset.py)."""
+        """The backbone's training loss (+ the layout's auxiliary loss) for a collated batch (see
+        data/dataset.py): music tokens under ``codes``/``codes_mask``, or latents under ``latents``/``latents_mask``."""
         cond = self.condition_from_batch(batch)
-        music = MusicTokens(batch["codes"], batch["codes_mask"], frame_rate)
-        text = batch.get("text")
-        inp = self.layout(self.backbone, cond, music, text=text)
+        music: MusicOutput
+        if "latents" in batch:
+            music = MusicLatents(batch["latents"], batch["latents_mask"], frame_rate)
+        else:
+            music = MusicTokens(batch["codes"], batch["codes_mask"], frame_rate)
+        inp = self.layout(self.backbone, cond, music, text=batch.get("text"))
         loss = self.backbone.loss(inp)
-        aux = getattr(self.layout, "aux_loss", None)  # e.g. a head on the condition (attribute_head)
-        return loss + aux(cond, music) if aux is not None else loss
+        aux = self.layout.aux_loss(cond, music)  # e.g. a head on the condition (attribute_head)
+        return loss if aux is None else loss + aux
 
     def forward(self, batch: Mapping[str, Any], frame_rate: float | None) -> Tensor:  # type: ignore[override]
         """The training loss (``forward`` so DDP can wrap the model)."""
@@ -82,22 +87,20 @@ def build_model(cfg: DictConfig, codec: MusicCodec, seed: int | None = None) -> 
     bb_comp, bb_cfg = component_from_config(cfg, "backbone")
     bb_cfg = _set_if_field(bb_cfg, "n_codebooks", codec.n_codebooks)
     bb_cfg = _set_if_field(bb_cfg, "audio_vocab", codec.cardinality, only_if_none=True)
-    if getattr(codec, "vocab_name", None) is not None:  # symbolic codecs: the backbone reads the same vocabulary
+    bb_cfg = _set_if_field(bb_cfg, "latent_dim", codec.latent_dim, only_if_none=True)
+    if codec.vocab_name is not None:  # symbolic codecs: the backbone reads the same vocabulary
         bb_cfg = _set_if_field(bb_cfg, "vocab", codec.vocab_name)
     backbone = bb_comp.build(bb_cfg)
-    if backbone.n_codebooks != codec.n_codebooks or backbone.cardinality != codec.cardinality:
-        raise ConfigError(
-            f"backbone {bb_comp.name!r} predicts {backbone.n_codebooks} codebook(s) x {backbone.cardinality} but codec "
-            f"{cfg.codec.name!r} has {codec.n_codebooks} x {codec.cardinality}; set backbone.audio_vocab / "
-            "n_codebooks to match, or pick another codec")
+    backbone.check_codec(codec)
     lay_comp, lay_cfg = component_from_config(cfg, "layout")
-    supported: Sequence[str] = getattr(backbone, "supported_layouts", ())
+    supported: Sequence[str] = backbone.supported_layouts
     if lay_comp.name not in supported:
         raise ConfigError(f"backbone {bb_comp.name!r} does not support layout {lay_comp.name!r}; it supports "
                           f"{', '.join(supported) or 'none'}")
+    own_specials = isinstance(backbone, TokenLM) and backbone.n_special_rows == 0  # else the backbone's rows (or none)
     wiring = {"cond_dim": int(encoder.dim), "width": int(backbone.width), "delays": list(codec.delays),
-              "frame_rate": codec.frame_rate, "own_specials": not hasattr(backbone, "special")}
-    if getattr(codec, "vocab_name", None) is not None:
+              "frame_rate": codec.frame_rate, "own_specials": own_specials}
+    if codec.vocab_name is not None:
         wiring["vocab"] = codec.vocab_name
     for k, v in wiring.items():
         lay_cfg = _set_if_field(lay_cfg, k, v)

@@ -16,7 +16,7 @@ from .checkpoint import atomic_path
 from .data.manifest import MANIFEST_NAME, Item, read_manifest
 from .data.prepare import cache_root, data_root
 from .errors import VidmusicError
-from .generation import SamplingConfig, generate_tokens
+from .sampling import SamplingConfig, generate_tokens
 from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .symbolic import (bar_control_meta, bar_controller, forced_prefix, is_symbolic, layout_forced, merge_forced,
                        symbolic_sampling, token_budget)

@@ -19,8 +19,9 @@ from torch import Tensor
 
 from .audio import write_wav
 from .errors import ConfigError
-from .generation import SamplingConfig
-from .types import MusicCodec, MusicTokens
+from .sampling import SamplingConfig
+from .components import MusicCodec
+from .types import MusicTokens
 
 TOKENS_PER_SECOND = 100  # budget per second of music (toy REMI clips use ~50-90)
 MIN_MUSIC_TOKENS = 8  # EOS is banned before the prefix and this many music tokens
@@ -179,7 +180,7 @@ def generate_long_symbolic(model: Any, codec: MusicCodec, video: Path, window_s:
     import soundfile as sf
     from tqdm.auto import tqdm
 
-    from .generation import generate_tokens
+    from .sampling import generate_tokens
     from .longform import _window_frames, window_seed
     from .video import FrameSampler, probe_video
 

@@ -29,20 +29,8 @@ from omegaconf import OmegaConf
 
 from .checkpoint import load_state_strict, load_weights, save_weights
 from .plugins import Component, PluginHost, get_registry, use_host
-from .types import (
-    IGNORE_INDEX,
-    Backbone,
-    BackboneInput,
-    BackboneOutput,
-    Condition,
-    ConditionEncoder,
-    Frames,
-    Metric,
-    MusicCodec,
-    MusicTokens,
-    SequenceLayout,
-    check_shapes,
-)
+from .components import Backbone, ConditionEncoder, Metric, MusicCodec, SequenceLayout
+from .types import IGNORE_INDEX, BackboneInput, BackboneOutput, Condition, Frames, MusicTokens, check_shapes
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from .data.manifest import MANIFEST_NAME, read_manifest
 from .data.prepare import cache_root, codec_store_dir, data_root, encoder_store_dir
 from .errors import VidmusicError
 from .model import VidMusicModel, build_model
-from .types import MusicCodec
+from .components import MusicCodec
 
 CKPT_DIR = "checkpoints"
 STATE_NAME = "train_state.pt"

@@ -1,17 +1,17 @@
-"""Data contracts shared by every component: frames, conditions, music tokens, backbone inputs.
+"""Data contracts shared by every component: frames, conditions, music tokens and latents, backbone
+inputs, generation requests. The component contracts themselves are in :mod:`vidmusic_core.components`.
 
 Shape letters: B batch, T_v video frames, N condition tokens, T_a music frames, K codebooks,
-D width, V codebook size, S backbone sequence length, H/W frame height/width.
+C latent channels, D width, V codebook size, S backbone sequence length, H/W frame height/width.
 """
 from __future__ import annotations
 
-import abc
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .errors import ShapeError
 
@@ -224,6 +224,36 @@ class MusicTokens:
 
 
 @dataclass
+class MusicLatents:
+    """Music as continuous codec latents: ``latents`` float ``[B, T_a, C]``, ``mask`` bool ``[B, T_a]``
+    (True = real frame), ``frame_rate`` latent frames per second."""
+
+    latents: Tensor
+    mask: Tensor | None = None
+    frame_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        dims = check_shapes("MusicLatents", "latents", self.latents, ("B", "T_a", "C"))
+        if not self.latents.is_floating_point():
+            raise ShapeError(f"MusicLatents: latents must be floating point, got {self.latents.dtype}")
+        if self.mask is None:
+            self.mask = torch.ones(self.latents.shape[:2], dtype=torch.bool, device=self.latents.device)
+        check_shapes("MusicLatents", "mask", self.mask, ("B", "T_a"), dims)
+
+    @property
+    def length(self) -> int:
+        return int(self.latents.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.latents.shape[2])
+
+
+#: what a backbone generates and a codec decodes: tokens (audio codes or a symbolic vocabulary) or latents
+MusicOutput = Union[MusicTokens, MusicLatents]
+
+
+@dataclass
 class BackboneInput:
     """What a layout hands to a backbone.
 
@@ -231,7 +261,10 @@ class BackboneInput:
     ``labels``: long ``[B, K, S]`` target token at each position, :data:`IGNORE_INDEX` where no loss;
     ``memory``/``memory_mask``: cross-attention memory ``[B, M, D_m]``/``[B, M]`` (the ``cross``
     layout) or None; ``position_ids``: long ``[B, S]`` or None (backbone default);
-    ``music_start``: index in S of the first music position (for generation bookkeeping).
+    ``music_start``: index in S of the first music position (for generation bookkeeping);
+    ``target``/``target_mask``: float ``[B, T_a, C]`` / bool ``[B, T_a]`` the clean latents a
+    non-autoregressive (latent) backbone learns to produce, with ``inputs_embeds`` then the per-frame
+    condition ``[B, T_a, D]`` (see :meth:`SequenceLayout.frame_input`); None for token backbones.
     """
 
     inputs_embeds: Tensor
@@ -241,9 +274,15 @@ class BackboneInput:
     memory_mask: Tensor | None = None
     position_ids: Tensor | None = None
     music_start: int | None = None
+    target: Tensor | None = None
+    target_mask: Tensor | None = None
 
     def __post_init__(self) -> None:
         dims = check_shapes("BackboneInput", "inputs_embeds", self.inputs_embeds, ("B", "S", "D"))
+        if self.target is not None:
+            check_shapes("BackboneInput", "target", self.target, ("B", "S", None), dims)
+            if self.target_mask is not None:
+                check_shapes("BackboneInput", "target_mask", self.target_mask, ("B", "S"), dims)
         check_shapes("BackboneInput", "attention_mask", self.attention_mask, ("B", "S"), dims)
         if self.labels is not None:
             check_shapes("BackboneInput", "labels", self.labels, ("B", None, "S"), dims)
@@ -295,134 +334,64 @@ def select_positions(hidden: Tensor, logits_positions: "str | Tensor | None") ->
 
 
 # --------------------------------------------------------------------------------------------------
-# Component contracts
+# Generation
 # --------------------------------------------------------------------------------------------------
-class ConditionEncoder(nn.Module, abc.ABC):
-    """Video -> :class:`Condition`. Subclasses nest their options as ``Config`` (a dataclass) and take
-    only that in ``__init__``.
+@dataclass
+class SamplingConfig:
+    """How a backbone samples (the ``generate`` config section; each backbone reads what applies to it).
 
-    Attributes set in ``__init__``: ``frame_spec`` (:class:`FrameSpec`), ``dim`` (token width D).
-    ``forward(frames) == forward_features(frozen_features(frames), frames)``: the frozen part
-    (e.g. CLIP hidden states, returned as a dict of tensors with batch first) can be cached by
-    ``prepare``; the trainable rest runs in the training step. Encoders with nothing frozen return
-    ``{}`` from ``frozen_features``.
+    Token LMs: ``temperature`` (0 = argmax), ``top_k`` / ``top_p`` (0 = off), ``use_eos`` (stop a row
+    when codebook 0 samples EOS, not before ``min_frames``), repetition-aware sampling (``ras_window``
+    0 = off; InspireMusic uses 10, ``ras_tau``). Every backbone: ``cfg_coef`` (classifier-free guidance
+    against the null condition; 1 = off). ODE / diffusion backbones: ``steps`` (solver steps).
     """
 
-    kind: ClassVar[str] = "encoder"
-    frame_spec: FrameSpec
-    dim: int
-
-    def frozen_features(self, frames: Frames) -> dict[str, Tensor]:
-        """The part of the computation that never trains (cacheable). Default: nothing."""
-        return {}
-
-    @abc.abstractmethod
-    def forward_features(self, features: Mapping[str, Tensor], frames: Frames | None) -> Condition:
-        """The trainable part: cached ``features`` (+ frame times from ``frames``) -> Condition."""
-
-    def forward(self, frames: Frames) -> Condition:  # type: ignore[override]
-        """``frames`` -> Condition with ``tokens [B, N, D]``, ``mask [B, N]``, ``times [B, N]``."""
-        return self.forward_features(self.frozen_features(frames), frames)
-
-    def feature_config(self) -> dict[str, Any]:
-        """The options that determine ``frozen_features`` (the cache key; default: the whole config)."""
-        cfg = getattr(self, "cfg", None)
-        return asdict(cfg) if is_dataclass(cfg) else {}
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.0
+    cfg_coef: float = 1.0
+    use_eos: bool = False
+    min_frames: int = 0
+    ras_window: int = 0
+    ras_tau: float = 0.1
+    steps: int = 16
 
 
-class SequenceLayout(nn.Module, abc.ABC):
-    """Arranges condition, text and music for a backbone (``prefix``, ``cross``, ``aligned``, …)."""
+@dataclass
+class GenerationRequest:
+    """Everything a backbone needs to generate one batch (:meth:`MusicBackbone.generate`).
 
-    kind: ClassVar[str] = "layout"
+    ``condition``: the encoded video ``[B, N, D]``; ``n_frames``: music frames to generate (a token budget
+    for symbolic codecs); ``seeds``: one per row (a ``torch.Generator`` each, no global RNG);
+    ``sampling``: :class:`SamplingConfig`; ``text``: one prompt per row or None; ``seconds``: float ``[B]``
+    length of each row's music (time rows of a prefix, EOS rules); ``prompt``: the previous window's tail
+    to continue from (``MusicTokens [B, K, P]`` or ``MusicLatents [B, P, C]``) or None; ``forced``: long
+    ``[B, K, F]`` codes to take instead of sampling at the first F columns where ``>= 0``; ``controller``:
+    ``controller(column, codes [B, K]) -> codes [B, K]`` forced at the next column (``-1`` = sample), e.g.
+    per-bar control tokens set from the video; ``options``: codec-specific settings (e.g. symbolic
+    ``attributes``, ``max_tokens``) that :meth:`MusicCodec.plan_request` reads.
+    """
 
-    @abc.abstractmethod
-    def forward(self, backbone: "Backbone", condition: Condition, music: MusicTokens,  # type: ignore[override]
-                text: Sequence[str] | None = None) -> BackboneInput:
-        """Teacher-forced training input: labels on music positions only (IGNORE_INDEX elsewhere)."""
+    condition: "Condition"
+    n_frames: int
+    seeds: Sequence[int]
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    text: Sequence[str] | None = None
+    seconds: Tensor | None = None
+    prompt: "MusicOutput | None" = None
+    forced: Tensor | None = None
+    controller: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
-    @abc.abstractmethod
-    def prompt(self, backbone: "Backbone", condition: Condition,
-               text: Sequence[str] | None = None) -> BackboneInput:
-        """The generation prompt (everything before the first music token)."""
+    def __post_init__(self) -> None:
+        B = self.condition.batch_size
+        if len(self.seeds) != B:
+            raise ValueError(f"GenerationRequest: {len(self.seeds)} seeds for {B} rows")
+        if self.text is not None and len(self.text) != B:
+            raise ValueError(f"GenerationRequest: {len(self.text)} text prompts for {B} rows")
+        if self.n_frames < 1:
+            raise ValueError(f"GenerationRequest: n_frames={self.n_frames} must be >= 1")
 
-    def step_embeds(self, backbone: "Backbone", codes: Tensor, position: int,
-                    condition: Condition) -> Tensor:
-        """Embeddings ``[B, 1, D]`` of the music frame ``codes [B, K, 1]`` at music position ``position``."""
-        return backbone.embed(codes)
-
-
-class Backbone(nn.Module, abc.ABC):
-    """A token LM over ``n_codebooks`` codebooks of ``cardinality`` entries, ``width`` D wide."""
-
-    kind: ClassVar[str] = "backbone"
-    supported_layouts: ClassVar[tuple[str, ...]] = ()
-    # Run-config sections this backbone needs in place of the embedded default's choices (e.g. a
-    # symbolic backbone's codec and sampling); applied right after the base preset, so anything the
-    # user sets still wins. Example: ``{"codec": {"name": "remi"}, "generate": {"top_k": 15}}``.
-    run_defaults: ClassVar[Mapping[str, Any]] = {}
-    n_codebooks: int
-    cardinality: int
-    width: int
-
-    @abc.abstractmethod
-    def embed(self, codes: Tensor) -> Tensor:
-        """Music tokens ``[B, K, T]`` -> embeddings ``[B, T, D]``."""
-
-    @abc.abstractmethod
-    def forward(self, inp: BackboneInput, cache: Any = None) -> BackboneOutput:  # type: ignore[override]
-        """Logits ``[B, K, S, V]`` for every position of ``inp`` (continuing ``cache`` if given)."""
-
-    def new_cache(self) -> Any:
-        """An empty KV cache for generation."""
-        return None
-
-    def loss(self, inp: BackboneInput) -> Tensor:
-        """Mean cross-entropy of ``inp.labels [B, K, S]`` (IGNORE_INDEX skipped).
-
-        Default: full logits of :meth:`forward`; backbones override it to compute logits only where
-        labels are (no full-vocabulary logits over a long prefix).
-        """
-        if inp.labels is None:
-            raise ValueError(f"{type(self).__name__}.loss needs BackboneInput.labels")
-        logits = self.forward(inp).logits  # [B, K, S, V]
-        return torch.nn.functional.cross_entropy(logits.permute(0, 3, 1, 2).float(), inp.labels,
-                                                 ignore_index=IGNORE_INDEX)
-
-
-class MusicCodec(nn.Module, abc.ABC):
-    """Audio or MIDI <-> tokens ``[B, K, T_a]``."""
-
-    kind: ClassVar[str] = "codec"
-    sample_rate: int
-    frame_rate: float | None
-    n_codebooks: int
-    cardinality: int
-    delays: tuple[int, ...] = ()
-
-    @abc.abstractmethod
-    def encode(self, audio: Tensor) -> MusicTokens:
-        """Audio float ``[B, C, L]`` at ``sample_rate`` (or a score, for symbolic codecs) -> tokens."""
-
-    @abc.abstractmethod
-    def decode(self, tokens: MusicTokens) -> Tensor:
-        """Tokens -> audio float ``[B, C, L]`` at ``sample_rate`` (symbolic codecs: see ``render``)."""
-
-    def fit(self, audio: Iterable[Tensor]) -> None:
-        """Fit data-dependent state (e.g. ``rvq_mel`` codebooks). Default: nothing to fit."""
-
-
-class Metric(abc.ABC):
-    """A registered evaluation metric; ``compute`` returns named scores, ``protocol`` what they depend on."""
-
-    kind: ClassVar[str] = "metric"
-    name: str
-    needs: ClassVar[frozenset[str]] = frozenset()
-
-    @abc.abstractmethod
-    def compute(self, items: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-        """Scores over ``items`` (each a dict with the keys in ``needs``)."""
-
-    @abc.abstractmethod
-    def protocol(self) -> dict[str, Any]:
-        """Everything the score depends on (embedder, sample rate, window, reference set …)."""
-
+    @property
+    def batch_size(self) -> int:
+        return self.condition.batch_size

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
-from vidmusic_core import (IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError,
+from vidmusic_core import (IGNORE_INDEX, TokenLM, BackboneInput, BackboneOutput, ConfigError, ShapeError,
                            select_positions)
 
 from .cache import InspireCache
@@ -233,7 +233,7 @@ def build_qwen_config(cfg: InspireConfig) -> Qwen2Config:
     return q
 
 
-class InspireBackbone(Backbone):
+class InspireBackbone(TokenLM):
     """InspireMusic's LM: Qwen2 driven with ``inputs_embeds`` + its own audio embedding and decoder.
 
     ``cardinality`` = A (codec codes 0..A-1); logits have A + 1 entries, the last (``eos_id`` = A) is EOS.
@@ -241,6 +241,9 @@ class InspireBackbone(Backbone):
 
     Config = InspireConfig
     supported_layouts = ("prefix", "aligned")
+    takes_text = True
+    takes_time = True
+    takes_structure = True
 
     def __init__(self, cfg: Optional[InspireConfig] = None) -> None:
         super().__init__()
@@ -329,6 +332,15 @@ class InspireBackbone(Backbone):
     def embed_time(self, seconds: Tensor) -> Tensor:
         """Seconds float ``[B, S]`` -> ``[B, S, D]`` sinusoidal (fp16-rounded as upstream), model dtype."""
         return self.time_embedding(seconds).to(self.llm_decoder.weight.dtype)
+
+    @property
+    def n_special_rows(self) -> int:  # type: ignore[override]
+        """Rows of ``llm_embedding`` (sos, task, and video task with ``video_task``)."""
+        return int(self.llm_embedding.num_embeddings)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Text -> ids of :attr:`tokenizer` (for :meth:`embed_text`)."""
+        return list(self.tokenizer.encode(text))
 
     def special(self, row: int) -> Tensor:
         """Row ``row`` of ``llm_embedding``: ``[D]`` (:data:`SOS` 0, :data:`TASK` 1, :data:`VIDEO_TASK` 2)."""

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidmusic_core import IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError
+from vidmusic_core import IGNORE_INDEX, TokenLM, BackboneInput, BackboneOutput, ConfigError, ShapeError
 
 from .attributes import step_mask, tokens_to_values, values_to_tokens
 from .linear_attention import LinearAttentionCache, causal_linear_attention, feature_map
@@ -181,7 +181,7 @@ class LinearDecoder(nn.Module):
             nn.init.normal_(self.output_projection.weight, 0, dim ** -0.5)
 
 
-class MusecocoBackbone(Backbone):
+class MusecocoBackbone(TokenLM):
     """Decoder-only linear-attention LM over one symbolic vocabulary (``n_codebooks`` 1).
 
     ``cardinality`` = V; ``eos_id`` = 2 (``</s>``); ``sep_id`` = ``<sep>``. The cache

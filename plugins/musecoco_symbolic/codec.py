@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidmusic_core import ConfigError, MusicCodec, MusicTokens, atomic_path
+from vidmusic_core import ConfigError, MusicTokens, SymbolicCodec, atomic_path
 
 from . import remigen
 from .density import DEFAULT_EDGES, DENSITY_TOKENS, bars_of, check_edges, timing_after, with_bar_density
@@ -126,7 +126,7 @@ def with_bar_cuts(tokens: Sequence[str]) -> list[str]:
     return out
 
 
-class RemiCodec(MusicCodec):
+class RemiCodec(SymbolicCodec):
     """Symbolic codec: ``frame_rate`` None, one codebook of ``cardinality`` = vocabulary size."""
 
     Config = RemiConfig
@@ -407,7 +407,7 @@ class BarController:
     as the previous one until its own tokens say otherwise); the bar that ends at a ``Bar_None`` is measured
     with the TimeSig/Tempo read up to then. Call it with each sampled column ``codes [B, 1]``; it returns the
     codes to force at the next column (``-1`` = free): the ``controller`` of
-    ``vidmusic_core.generation.generate_tokens``. ``flags`` / ``densities`` keep what was set per bar."""
+    ``vidmusic_core.sampling.generate_tokens``. ``flags`` / ``densities`` keep what was set per bar."""
 
     def __init__(self, codec: "RemiCodec", cuts: Sequence[Sequence[float]],
                  density: Optional[Sequence[Optional[DensityFn]]] = None, default_qpm: float = 120.0) -> None:

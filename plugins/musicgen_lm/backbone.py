@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from vidmusic_core import (IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError,
+from vidmusic_core import (IGNORE_INDEX, TokenLM, BackboneInput, BackboneOutput, ConfigError, ShapeError,
                            select_positions)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -198,7 +198,7 @@ def _trunc_normal(w: Tensor, std: float) -> None:
     nn.init.trunc_normal_(w, mean=0.0, std=std, a=-3 * std, b=3 * std)
 
 
-class MusicgenBackbone(Backbone):
+class MusicgenBackbone(TokenLM):
     """MusicGen-style LM; ``cardinality`` = V, logits ``[B, K, S, V]`` (no EOS: length is set by the caller).
 
     ``special_id`` = V is MusicGen's special token (upstream's first input and the code at delayed

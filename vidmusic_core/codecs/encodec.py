@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
-from ..types import MusicCodec, MusicTokens
+from ..components import MusicCodec
+from ..types import MusicTokens
 
 
 @dataclass

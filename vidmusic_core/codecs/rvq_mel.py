@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, VidmusicError
-from ..types import MusicCodec, MusicTokens, check_shapes
+from ..components import MusicCodec
+from ..types import MusicTokens, check_shapes
 
 
 class CodecError(VidmusicError, ValueError):

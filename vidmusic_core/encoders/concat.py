@@ -42,7 +42,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..types import Condition, ConditionEncoder, FrameSpec, Frames
+from ..components import ConditionEncoder
+from ..types import Condition, FrameSpec, Frames
 
 MODES = ("concat_tokens", "concat_features")
 PREFIXES = ("first__", "second__")

@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError, VidmusicError
-from ..types import Condition, ConditionEncoder, FrameSpec, Frames
+from ..components import ConditionEncoder
+from ..types import Condition, FrameSpec, Frames
 
 #: token features, in this order when selected: log-compressed motion energy and novelty, Gaussian
 #: impulses at visual beats and cuts, beat phase (sin, cos; 0 at a beat), local beat period in seconds

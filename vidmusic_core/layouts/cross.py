@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..types import Backbone, BackboneInput, Condition, MusicTokens, SequenceLayout
+from ..components import MusicBackbone, SequenceLayout, TokenLM
+from ..types import BackboneInput, Condition, MusicLatents, MusicOutput, MusicTokens
 from .music import build_music_part
 from .reduce import REDUCE_MODES, reduce_condition
 
@@ -55,8 +56,23 @@ class CrossLayout(SequenceLayout):
         mem = self.visual_feature_proj(cond.tokens) if self.visual_feature_proj is not None else cond.tokens
         return mem, cond.mask
 
-    def forward(self, backbone: Backbone, condition: Condition, music: MusicTokens,  # type: ignore[override]
+    def frame_input(self, backbone: MusicBackbone, condition: Condition, n_frames: int,
+                    mask: Tensor | None = None) -> BackboneInput:
+        """The condition as ``memory [B, M, D]`` for ``n_frames`` latent frames (``inputs_embeds`` are zeros)."""
+        mem, mem_mask = self.memory(condition)
+        B = mem.shape[0]
+        if mask is None:
+            mask = torch.ones(B, n_frames, dtype=torch.bool, device=mem.device)
+        return BackboneInput(inputs_embeds=mem.new_zeros(B, n_frames, mem.shape[-1]), attention_mask=mask,
+                             memory=mem, memory_mask=mem_mask, music_start=0)
+
+    def forward(self, backbone: MusicBackbone, condition: Condition, music: MusicOutput,  # type: ignore[override]
                 text: Sequence[str] | None = None, seconds: Tensor | None = None) -> BackboneInput:
+        if isinstance(music, MusicLatents):  # a non-autoregressive backbone: memory + the target latents
+            inp = self.frame_input(backbone, condition, music.length, music.mask)
+            inp.target, inp.target_mask = music.latents, music.mask
+            return inp
+        assert isinstance(backbone, TokenLM)
         mem, mem_mask = self.memory(condition)
         mp = build_music_part(backbone, music, self.cfg.delays, self.cfg.train_eos)
         B, S_m = mp.mask.shape
@@ -66,7 +82,7 @@ class CrossLayout(SequenceLayout):
         return BackboneInput(inputs_embeds=x, attention_mask=mask, labels=labels, memory=mem,
                              memory_mask=mem_mask, music_start=1)
 
-    def prompt(self, backbone: Backbone, condition: Condition, text: Sequence[str] | None = None,
+    def prompt(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
                seconds: Tensor | None = None) -> BackboneInput:
         mem, mem_mask = self.memory(condition)
         B = mem.shape[0]

@@ -14,15 +14,16 @@ import torch
 from torch import Tensor
 
 from ..codecs.delay import apply_delays, delay_mask
-from ..types import IGNORE_INDEX, Backbone, MusicTokens
+from ..components import TokenLM
+from ..types import IGNORE_INDEX, MusicTokens
 
 DELAY_PAD = 0  # input code at delayed positions for backbones without a special token; never a label
 
 
-def delay_pad(backbone: Backbone) -> int:
+def delay_pad(backbone: TokenLM) -> int:
     """Input code at delayed (not yet started / finished) positions: the backbone's ``special_id`` when it
     has one (MusicGen's id = cardinality, as upstream), else :data:`DELAY_PAD`."""
-    return int(getattr(backbone, "special_id", DELAY_PAD))
+    return DELAY_PAD if backbone.special_id is None else int(backbone.special_id)
 
 
 @dataclass
@@ -38,7 +39,7 @@ def effective_delays(delays: Sequence[int], n_codebooks: int) -> list[int]:
     return list(delays) if delays else [0] * n_codebooks
 
 
-def build_music_part(backbone: Backbone, music: MusicTokens, delays: Sequence[int], eos: bool) -> MusicPart:
+def build_music_part(backbone: TokenLM, music: MusicTokens, delays: Sequence[int], eos: bool) -> MusicPart:
     """Delay, embed and label music tokens ``[B, K, T]`` (rows may have different lengths via ``music.mask``)."""
     codes, B, K, T = music.codes, *music.codes.shape
     d = effective_delays(delays, K)
@@ -53,7 +54,7 @@ def build_music_part(backbone: Backbone, music: MusicTokens, delays: Sequence[in
     targets = torch.full((B, K, S_m + 1), IGNORE_INDEX, dtype=torch.long, device=codes.device)
     targets[:, :, :S_m] = torch.where(valid, delayed, torch.full_like(delayed, IGNORE_INDEX))
     if eos:
-        eos_id = getattr(backbone, "eos_id", None)
+        eos_id = backbone.eos_id
         if eos_id is None:
             raise ValueError(f"{type(backbone).__name__} has no eos_id; set layout.train_eos=false")
         targets[torch.arange(B), 0, lengths + maxd] = eos_id

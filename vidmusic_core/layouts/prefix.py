@@ -6,15 +6,20 @@
 
 The condition is reduced (``reduce``: per-frame mean/first token, or bins of ``1/rate`` s — the whole
 clip stays in view, nothing is cut) and projected to the backbone width by ``visual_feature_proj``.
-``sos``/``task`` are rows of the backbone's ``llm_embedding`` when it has one (InspireMusic: sos 0,
-task 1, video task 2), else the layout's own ``special_embedding``. Time rows use the backbone's
-``embed_time`` when it has one; text uses its ``tokenizer`` + ``embed_text``. Prefixes are left-padded,
-so music starts at the same position ``P`` in every row (batched generation).
+``sos``/``task`` are the backbone's ``special`` rows when it declares ``n_special_rows`` (InspireMusic's
+``llm_embedding``: sos 0, task 1, video task 2), else the layout's own ``special_embedding``. Time rows
+use the backbone's ``embed_time`` when it ``takes_time``; text its ``tokenize`` + ``embed_text`` when it
+``takes_text`` (the declared protocol of :class:`~vidmusic_core.components.TokenLM`). Prefixes are
+left-padded, so music starts at the same position ``P`` in every row (batched generation).
 
 ``aligned``: the condition, pooled per frame, is resampled onto the music frame times (sample and
 hold) and added to the input at each music position through ``aligned_proj`` (zero-initialised, so
 training starts from the unconditioned model). The input at the position that *predicts* music
 column ``c`` carries the condition at column ``c``'s time. ``prefix_condition: true`` composes both.
+
+Non-autoregressive backbones over latents (:meth:`PrefixLayout.frame_input`): the aligned path gives the
+condition at each latent frame's time ``[B, T_a, D]``; the condition prefix (the reduced, projected
+condition tokens, no special/time/text rows) becomes cross-attention ``memory``.
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..types import IGNORE_INDEX, Backbone, BackboneInput, Condition, MusicTokens, SequenceLayout
+from ..components import MusicBackbone, SequenceLayout, TokenLM
+from ..types import IGNORE_INDEX, BackboneInput, Condition, MusicLatents, MusicOutput, MusicTokens
 from .music import build_music_part, effective_delays
 from .reduce import REDUCE_MODES, group_by_time, reduce_condition, resample_to_frames
 
@@ -79,20 +85,20 @@ class PrefixLayout(SequenceLayout):
             nn.init.zeros_(self.aligned_proj.weight)
             nn.init.zeros_(self.aligned_proj.bias)
         self.special_embedding = nn.Embedding(3, cfg.width) if cfg.own_specials else None
+        self._per_frame_memo: tuple[Tensor, Condition] | None = None  # generation: the pooled condition, once
 
     # -- pieces --------------------------------------------------------------------------------
-    def _special(self, backbone: Backbone, row: int) -> Tensor:
+    def _special(self, backbone: TokenLM, row: int) -> Tensor:
         if self.special_embedding is not None:
             return self.special_embedding.weight[row]
-        n = backbone.llm_embedding.num_embeddings  # type: ignore[attr-defined]
-        return backbone.special(row if row < n else TASK)  # type: ignore[attr-defined]
+        return backbone.special(row if row < backbone.n_special_rows else TASK)
 
-    def _text(self, backbone: Backbone, text: Sequence[str] | None, B: int, device: torch.device
+    def _text(self, backbone: TokenLM, text: Sequence[str] | None, B: int, device: torch.device
               ) -> tuple[Tensor | None, Tensor | None]:
         """Left-padded text embeddings ``[B, L, D]`` and mask ``[B, L]`` (None without text)."""
-        if not (self.cfg.use_text and text is not None and hasattr(backbone, "embed_text")):
+        if not (self.cfg.use_text and text is not None and backbone.takes_text):
             return None, None
-        ids = [backbone.tokenizer.encode(t) if t else [] for t in text]  # type: ignore[attr-defined]
+        ids = [backbone.tokenize(t) if t else [] for t in text]
         L = max((len(i) for i in ids), default=0)
         if L == 0:
             return None, None
@@ -102,9 +108,9 @@ class PrefixLayout(SequenceLayout):
             if row:
                 tok[b, L - len(row):] = torch.tensor(row, device=device)
                 mask[b, L - len(row):] = True
-        return backbone.embed_text(tok), mask  # type: ignore[attr-defined]
+        return backbone.embed_text(tok), mask
 
-    def prefix(self, backbone: Backbone, condition: Condition, text: Sequence[str] | None = None,
+    def prefix(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
                seconds: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Prefix embeddings ``[B, P, D]`` and mask ``[B, P]`` (the last position is the task token)."""
         B, dev = condition.batch_size, condition.tokens.device
@@ -114,9 +120,9 @@ class PrefixLayout(SequenceLayout):
             parts.append((vec.expand(B, 1, -1), torch.ones(B, 1, dtype=torch.bool, device=dev)))
 
         one(self._special(backbone, SOS))
-        if self.cfg.use_time and seconds is not None and hasattr(backbone, "embed_time"):
+        if self.cfg.use_time and seconds is not None and backbone.takes_time:
             t = torch.stack([torch.zeros_like(seconds), seconds], dim=1).float()  # [B, 2]
-            parts.append((backbone.embed_time(t), torch.ones(B, 2, dtype=torch.bool, device=dev)))  # type: ignore[attr-defined]
+            parts.append((backbone.embed_time(t), torch.ones(B, 2, dtype=torch.bool, device=dev)))
         txt, txt_mask = self._text(backbone, text, B, dev)
         if txt is not None and txt_mask is not None:
             parts.append((txt, txt_mask))
@@ -133,7 +139,7 @@ class PrefixLayout(SequenceLayout):
     def aligned_embeds(self, condition: Condition, columns: Tensor) -> Tensor:
         """``aligned_proj`` of the condition at the times of music ``columns [S]``: ``[B, S, D]``."""
         assert self.cfg.frame_rate is not None
-        memo = getattr(self, "_per_frame_memo", None)
+        memo = self._per_frame_memo
         if memo is not None and memo[0] is condition.tokens:  # generation: pool once, not every step
             per_frame = memo[1]
         else:
@@ -144,8 +150,30 @@ class PrefixLayout(SequenceLayout):
         return self.aligned_proj(feats)
 
     # -- the contract --------------------------------------------------------------------------
-    def forward(self, backbone: Backbone, condition: Condition, music: MusicTokens,  # type: ignore[override]
+    def frame_input(self, backbone: MusicBackbone, condition: Condition, n_frames: int,
+                    mask: Tensor | None = None) -> BackboneInput:
+        """The condition for ``n_frames`` latent frames at once: ``inputs_embeds [B, n_frames, D]`` (the aligned
+        path at each frame's time; zeros without it) and, with ``prefix_condition``, ``memory [B, M, D]``."""
+        B, dev = condition.batch_size, condition.tokens.device
+        if self.cfg.aligned:
+            x = self.aligned_embeds(condition, torch.arange(n_frames, device=dev))  # [B, T_a, D]
+        else:
+            x = condition.tokens.new_zeros(B, n_frames, int(self.cfg.width))  # type: ignore[arg-type]
+        mem = mem_mask = None
+        if self.visual_feature_proj is not None:
+            cond = reduce_condition(condition, self.cfg.reduce, self.cfg.rate)
+            mem, mem_mask = self.visual_feature_proj(cond.tokens), cond.mask  # [B, M, D]
+        if mask is None:
+            mask = torch.ones(B, n_frames, dtype=torch.bool, device=dev)
+        return BackboneInput(inputs_embeds=x, attention_mask=mask, memory=mem, memory_mask=mem_mask, music_start=0)
+
+    def forward(self, backbone: MusicBackbone, condition: Condition, music: MusicOutput,  # type: ignore[override]
                 text: Sequence[str] | None = None, seconds: Tensor | None = None) -> BackboneInput:
+        if isinstance(music, MusicLatents):  # a non-autoregressive backbone: condition per frame + the target
+            inp = self.frame_input(backbone, condition, music.length, music.mask)
+            inp.target, inp.target_mask = music.latents, music.mask
+            return inp
+        assert isinstance(backbone, TokenLM)
         if seconds is None and music.frame_rate:
             assert music.mask is not None
             seconds = music.mask.sum(dim=1).float() / float(music.frame_rate)
@@ -163,7 +191,7 @@ class PrefixLayout(SequenceLayout):
         labels[:, :, P - 1:] = mp.targets
         return BackboneInput(inputs_embeds=x, attention_mask=mask, labels=labels, music_start=P)
 
-    def prompt(self, backbone: Backbone, condition: Condition, text: Sequence[str] | None = None,
+    def prompt(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
                seconds: Tensor | None = None) -> BackboneInput:
         px, pmask = self.prefix(backbone, condition, text, seconds)
         if self.cfg.aligned:
@@ -171,7 +199,7 @@ class PrefixLayout(SequenceLayout):
             px[:, -1:] += self.aligned_embeds(condition, torch.zeros(1, device=px.device)).to(px.dtype)
         return BackboneInput(inputs_embeds=px, attention_mask=pmask, music_start=px.shape[1])
 
-    def step_embeds(self, backbone: Backbone, codes: Tensor, position: int, condition: Condition) -> Tensor:
+    def step_embeds(self, backbone: TokenLM, codes: Tensor, position: int, condition: Condition) -> Tensor:
         """Input at music column ``position`` (codes ``[B, K, 1]``), predicting column ``position + 1``."""
         x = backbone.embed(codes)  # [B, 1, D]
         if self.cfg.aligned:

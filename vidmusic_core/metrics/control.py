@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..types import Metric
+from ..components import Metric
 from . import (SOURCES, Item, MetricError, base_protocol, check_choice, check_items, check_positive, item_audio,
                key_name, mean, midi_notes, onset_envelope, pick_source, reference_cuts, reference_key,
                reference_tempo)

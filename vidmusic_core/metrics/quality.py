@@ -40,7 +40,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..types import Metric
+from ..components import Metric
 from . import Item, MetricError, MissingWeightsError, base_protocol, check_items, check_positive, item_audio
 
 #: config fields kept out of the protocol (local paths, device); the files enter it as sha256

@@ -60,7 +60,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..types import Metric
+from ..components import Metric
 from . import (SOURCES, Item, MetricError, base_protocol, check_choice, check_items, check_positive, item_audio,
                mean, midi_notes, midi_onsets, onset_envelope, pick_source, reference_beats, reference_cuts)
 

@@ -1,4 +1,4 @@
-"""One sampling loop for every audio backbone (DESIGN §7).
+"""The sampling loop of every token LM (DESIGN §7): :meth:`vidmusic_core.components.TokenLM.generate` runs it.
 
 Batched, ``torch.inference_mode``, KV cache, classifier-free guidance by batching conditional and null
 rows (``logits = uncond + r * (cond - uncond)``, i.e. ``r*cond + (1-r)*uncond``; null = the
@@ -9,28 +9,16 @@ backbones with cross-attention keep its keys/values in their cache.
 """
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from .codecs.delay import undo_delays
+from .codecs.delay import apply_delays, undo_delays
+from .components import SequenceLayout, TokenLM
+from .errors import ConfigError
 from .layouts.music import delay_pad, effective_delays
-from .types import Backbone, BackboneInput, Condition, MusicTokens, SequenceLayout
-
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 0.0  # 0 = off
-    cfg_coef: float = 1.0  # 1 = no guidance (no null rows are run)
-    use_eos: bool = False  # stop a row when codebook 0 samples EOS (after min_frames)
-    min_frames: int = 0
-    ras_window: int = 0  # repetition-aware sampling (InspireMusic): 0 = off, upstream uses 10
-    ras_tau: float = 0.1  # resample from the unfiltered distribution when the token filled >= tau of the window
+from .types import BackboneInput, Condition, MusicTokens, SamplingConfig
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
@@ -67,17 +55,13 @@ def _repetition_aware(codes: Tensor, logits: Tensor, history: Tensor, sc: Sampli
     return torch.where(redo, again, codes)
 
 
-def _forward_last(backbone: Backbone, inp: BackboneInput, cache: Any, last_only: bool) -> Tensor:
-    """Logits of the last position ``[B, K, V]``, computing only those where the backbone allows it."""
-    if last_only:
-        out = backbone(inp, cache, logits_positions="last")
-    else:
-        out = backbone(inp, cache)
-    return out.logits[:, :, -1]
+def _forward_last(backbone: TokenLM, inp: BackboneInput, cache: Any) -> Tensor:
+    """Logits of the last position ``[B, K, V]`` (the backbone computes only those)."""
+    return backbone(inp, cache, logits_positions="last").logits[:, :, -1]
 
 
 @torch.inference_mode()
-def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condition, n_frames: int,
+def generate_tokens(layout: SequenceLayout, backbone: TokenLM, condition: Condition, n_frames: int,
                     seeds: Sequence[int], sampling: SamplingConfig | None = None, text: Sequence[str] | None = None,
                     seconds: Tensor | None = None, delays: Sequence[int] = (), frame_rate: float | None = None,
                     forced: Tensor | None = None, controller: Any = None) -> MusicTokens:
@@ -85,9 +69,9 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
 
     ``seeds``: one per item (stored with the output by the caller). ``delays``: the codec's pattern.
     ``forced``: long ``[B, K, F]`` codes to take instead of sampling at the first ``F`` (delayed)
-    columns where ``>= 0`` (e.g. a symbolic attribute prefix the user sets); ``-1`` = sample. A backbone
-    with ``constrain_logits(logits, column)`` (a token grammar) has it applied at every column, and an
-    ``eos_id`` inside its vocabulary is banned until ``min_frames``. ``controller(column, codes [B, K])``,
+    columns where ``>= 0`` (e.g. a symbolic attribute prefix the user sets); ``-1`` = sample. The backbone's
+    ``constrain_logits(logits, column)`` (a token grammar; identity by default) is applied at every column,
+    and an ``eos_id`` inside its vocabulary is banned until ``min_frames``. ``controller(column, codes [B, K])``,
     called with each sampled column, returns codes ``[B, K]`` to force at the next one (``-1`` = sample;
     e.g. a per-bar control token set from the video); where ``forced`` sets a column too, ``forced`` wins.
     """
@@ -104,15 +88,13 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
     gens = [torch.Generator(device=condition.tokens.device).manual_seed(int(s)) for s in seeds]
 
     cache = backbone.new_cache()
-    last_only = "logits_positions" in inspect.signature(backbone.forward).parameters
-    logits = _forward_last(backbone, layout.prompt(backbone, cond, txt, secs), cache, last_only)  # [B', K, V']
+    logits = _forward_last(backbone, layout.prompt(backbone, cond, txt, secs), cache)  # [B', K, V']
     pad = delay_pad(backbone)
     out = torch.full((B, K, n_cols), pad, dtype=torch.long, device=condition.tokens.device)
     stopped = torch.zeros(B, dtype=torch.bool, device=out.device)
     lengths = torch.full((B,), n_frames, dtype=torch.long, device=out.device)
     start = torch.tensor(d, device=out.device)
-    eos_id = getattr(backbone, "eos_id", None)
-    constrain = getattr(backbone, "constrain_logits", None)
+    eos_id = backbone.eos_id
     delayed = max(d) > 0
     pending: Tensor | None = None
     step_mask = torch.ones(2 * B if guided else B, 1, dtype=torch.bool, device=out.device)
@@ -132,8 +114,7 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
             if eos_id is not None and eos_id < V and not allow_eos:  # an EOS inside the vocabulary, not yet
                 logits = logits.clone()
                 logits[:, 0, eos_id] = float("-inf")
-        if constrain is not None:
-            logits = constrain(logits, c)
+        logits = backbone.constrain_logits(logits, c)
         filtered = filter_logits(logits, sc.top_k, sc.top_p)
         codes = sample(filtered, gens, sc.temperature)  # [B, K]
         if sc.ras_window > 0 and c > 0:
@@ -157,8 +138,57 @@ def generate_tokens(layout: SequenceLayout, backbone: Backbone, condition: Condi
         step_codes = torch.cat([codes, codes]) if guided else codes
         x = layout.step_embeds(backbone, step_codes[:, :, None], c, cond)  # [B', 1, D]
         step = BackboneInput(inputs_embeds=x, attention_mask=step_mask)
-        logits = _forward_last(backbone, step, cache, last_only)
+        logits = _forward_last(backbone, step, cache)
     codes = undo_delays(out, d, n_frames)  # [B, K, n_frames]
     mask = torch.arange(n_frames, device=out.device)[None] < lengths[:, None]
     return MusicTokens(codes, mask, frame_rate)
 
+
+class ContinuationLayout(SequenceLayout):
+    """``base`` layout continuing from music ``prompt_codes [B, K, P]`` (undelayed).
+
+    ``prompt`` = base prompt + the embeddings of delayed columns ``0 .. P-1`` (every code in them is known);
+    ``step_embeds`` at local column ``c`` is the base's at column ``P + c``, with codebook k's code taken from
+    the prompt while ``c < delays[k]`` (the sampling loop holds the pad there). Rows are repeated when the
+    loop doubles the batch for CFG.
+    """
+
+    def __init__(self, base: SequenceLayout, prompt_codes: Tensor, delays: Sequence[int]) -> None:
+        super().__init__()
+        self.base = base
+        self.prompt_codes = prompt_codes
+        self.delays = effective_delays(delays, prompt_codes.shape[1])
+
+    def _rows(self, n: int) -> Tensor:
+        p = self.prompt_codes
+        if n % p.shape[0]:
+            raise ConfigError(f"ContinuationLayout: {n} rows for a prompt of {p.shape[0]}")
+        return p.repeat(n // p.shape[0], 1, 1)
+
+    def forward(self, backbone: TokenLM, condition: Condition, music: MusicTokens,  # type: ignore[override]
+                text: Sequence[str] | None = None, **kw: Any) -> BackboneInput:
+        return self.base(backbone, condition, music, text, **kw)
+
+    def prompt(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
+               seconds: Tensor | None = None) -> BackboneInput:
+        inp = self.base.prompt(backbone, condition, text, seconds)
+        B, P = inp.inputs_embeds.shape[0], self.prompt_codes.shape[2]
+        delayed = apply_delays(self._rows(B), self.delays, delay_pad(backbone))[:, :, :P]  # [B, K, P]
+        cols = [self.base.step_embeds(backbone, delayed[:, :, c:c + 1], c, condition) for c in range(P)]
+        x = torch.cat([inp.inputs_embeds, *[c.to(inp.inputs_embeds.dtype) for c in cols]], dim=1)  # [B, S0 + P, D]
+        mask = torch.cat([inp.attention_mask, inp.attention_mask.new_ones(B, P)], dim=1)
+        pos = inp.position_ids
+        if pos is not None:
+            pos = torch.cat([pos, pos[:, -1:] + torch.arange(1, P + 1, device=pos.device)], dim=1)
+        return BackboneInput(x, mask, memory=inp.memory, memory_mask=inp.memory_mask, position_ids=pos,
+                             music_start=inp.music_start)
+
+    def step_embeds(self, backbone: TokenLM, codes: Tensor, position: int, condition: Condition) -> Tensor:
+        P = self.prompt_codes.shape[2]
+        if position < max(self.delays):
+            codes = codes.clone()
+            rows = self._rows(codes.shape[0])
+            for k, d in enumerate(self.delays):
+                if position < d:
+                    codes[:, k, 0] = rows[:, k, P + position - d]
+        return self.base.step_embeds(backbone, codes, P + position, condition)
