@@ -27,10 +27,12 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 
+    wrapper._friendly = True  # type: ignore[attr-defined]
     return wrapper
 
 
-#: for plugin commands (``register_commands``): a :class:`VidmusicError` becomes ``error: ...`` and exit code 2
+#: a :class:`VidmusicError` becomes ``error: ...`` and exit code 2 (commands that plugins add through
+#: ``register_commands`` get it without asking: plugins never import the CLI)
 friendly_errors = _friendly_errors
 
 
@@ -306,7 +308,11 @@ def sweep(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 def _build_cli() -> click.Group:
     from .plugins import get_host
 
+    builtin = set(cli.commands)
     failures = get_host().register_commands(cli)
+    for name, cmd in cli.commands.items():  # plugin commands get the same error handling as ours
+        if name not in builtin and cmd.callback is not None and not getattr(cmd.callback, "_friendly", False):
+            cmd.callback = _friendly_errors(cmd.callback)
     for f in failures:
         click.echo(f"warning: plugin {f.plugin!r} failed to add commands: {f.error}", err=True)
     return cli

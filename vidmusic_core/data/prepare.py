@@ -125,15 +125,14 @@ def item_midi(item: Item, codec_name: str) -> str:
 
 
 def fit_or_load_codec(cfg: DictConfig, store_dir: Path, items: Sequence[Item], progress: bool) -> Any:
-    """Build the codec; if it needs fitting (``fitted`` buffer False), fit it on the train split once and
+    """Build the codec; if it needs fitting (``codec.is_fitted()`` False), fit it on the train split once and
     save it under ``store_dir/codec`` (later calls and other shards load that)."""
     saved = store_dir / "codec"
     if (saved / "model.safetensors").is_file():
         return load_component(saved, expected_kind="codec")
     comp, ccfg = component_from_config(cfg, "codec")
     codec = comp.build(ccfg)
-    fitted = getattr(codec, "fitted", None)
-    if fitted is not None and not bool(fitted):
+    if not codec.is_fitted():
         train = [it for it in items if it.split == "train"] or list(items)
         audio = (load_item_audio(it, codec.sample_rate, cfg.data.clip_seconds) for it in sorted(train, key=lambda i: i.name))
         codec.fit(audio)
