@@ -65,12 +65,14 @@ def compose_from_options(presets: tuple[str, ...], files: tuple[str, ...], overr
 
 def _echo_scores(results: dict[str, Any], indent: str = "") -> None:
     """One line per metric: conditioned and shuffled control (or why there is no control)."""
-    from .control import control_missing
+    from .control import control_missing, control_warning
 
-    missing = control_missing(results)
+    missing, warning = control_missing(results), control_warning(results)
     for key, v in sorted(results.get("metrics", {}).items()):
         shuffled = f"shuffled {v['shuffled']:.3f}" if "shuffled" in v else f"shuffled: {missing or 'none'}"
         click.echo(f"{indent}{key:24s} conditioned {v.get('conditioned', float('nan')):.3f}   {shuffled}")
+    if warning and not missing:
+        click.echo(f"{indent}shuffled-video control: {warning}")
 
 
 class _Group(click.Group):

@@ -6,7 +6,8 @@ video. With fewer than two clips no such pairing exists; the run then says so (`
 """
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -24,18 +25,42 @@ def shuffled_sources(items: Sequence[T]) -> list[T] | None:
     return [items[(i + 1) % n] for i in range(n)]
 
 
-def control_note(n_items: int, generated: bool = True) -> str:
-    """What ``results.json`` records under :data:`RESULTS_KEY` for ``n_items`` scored clips
-    (``generated``: whether the run has a ``samples_shuffled/`` folder)."""
+def control_note(n_items: int, conditioned: Path | None = None, shuffled: Path | None = None) -> str:
+    """What ``results.json`` records under :data:`RESULTS_KEY` for ``n_items`` scored clips, given the
+    run's ``samples/`` (``conditioned``) and ``samples_shuffled/`` folders: how the control was made, that
+    it is missing and why, or which control samples are byte-identical to their conditioned sample (the
+    model did not use the video for them)."""
     if n_items < 2:
         return f"not possible with {n_items} test clip{'' if n_items == 1 else 's'}"
-    if not generated:
+    if shuffled is None or not shuffled.is_dir():
         return "not generated (eval.shuffled_control is false)"
-    return "each clip generated from the video of the next test clip (by name)"
+    note = "each clip generated from the video of the next test clip (by name)"
+    same = identical_samples(conditioned, shuffled) if conditioned is not None else []
+    if same:
+        note += (f"; WARNING: {len(same)} of {n_items} control samples are identical to the conditioned ones "
+                 f"(the model ignores the video for them): {', '.join(same[:5])}{', ...' if len(same) > 5 else ''}")
+    return note
 
 
-def control_missing(results: dict) -> str | None:
-    """Why ``results`` (a ``results.json``) has no shuffled-control scores, or ``None`` when it has them
-    (or comes from a run older than the note)."""
+def identical_samples(conditioned: Path, shuffled: Path) -> list[str]:
+    """Names whose ``shuffled/<name>.wav`` is byte-identical to ``conditioned/<name>.wav``."""
+    out = []
+    for wav in sorted(shuffled.glob("*.wav")):
+        twin = conditioned / wav.name
+        if twin.is_file() and twin.stat().st_size == wav.stat().st_size and twin.read_bytes() == wav.read_bytes():
+            out.append(wav.stem)
+    return out
+
+
+def control_warning(results: dict[str, Any]) -> str | None:
+    """The control note of ``results`` (a ``results.json``) when it reports a problem (no control, or
+    control samples equal to the conditioned ones); ``None`` when the control is fine or the run predates
+    the note."""
+    note = results.get(RESULTS_KEY)
+    return note if isinstance(note, str) and (note.startswith("not ") or "WARNING" in note) else None
+
+
+def control_missing(results: dict[str, Any]) -> str | None:
+    """Why ``results`` has no shuffled-control scores (e.g. "not possible with 1 test clip"), else ``None``."""
     note = results.get(RESULTS_KEY)
     return note if isinstance(note, str) and note.startswith("not ") else None

@@ -152,7 +152,7 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
             results["protocols"][name] = metric.protocol()
             for key, value in scores.items():
                 results["metrics"].setdefault(key, {})["conditioned" if variant == "samples" else "shuffled"] = value
-    results[CONTROL_KEY] = control_note(len(items), (run_dir / "samples_shuffled").is_dir())
+    results[CONTROL_KEY] = control_note(len(items), run_dir / "samples", run_dir / "samples_shuffled")
     for key, v in results["metrics"].items():
         if "conditioned" in v and "shuffled" in v:
             v["delta"] = v["conditioned"] - v["shuffled"]

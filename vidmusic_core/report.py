@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_path
-from .control import control_missing
+from .control import control_warning
 
 #: clips with players and spectrograms in the page (the page says when it shows a subset)
 MAX_SAMPLES = 8
@@ -68,10 +68,10 @@ def spectrogram(wav: Path, beats: list[float], cuts: list[float]) -> str:
 
 def _metrics_table(results: dict[str, Any]) -> str:
     n = results.get("n_items")
-    missing = control_missing(results)
+    warning = control_warning(results)
     head = (f"<p>Scored on <b>{n} test clip{'' if n == 1 else 's'}</b>.</p>" if isinstance(n, int) else "")
-    if missing:
-        head += f"<p class='warn'>No shuffled-video control: {html.escape(missing)}.</p>"
+    if warning:
+        head += f"<p class='warn'>Shuffled-video control: {html.escape(warning)}.</p>"
     rows = []
     for key, v in sorted(results.get("metrics", {}).items()):
         cells = [f"{v[c]:.3f}" if isinstance(v.get(c), (int, float)) else "–" for c in ("conditioned", "shuffled", "delta")]
