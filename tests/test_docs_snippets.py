@@ -142,14 +142,28 @@ NEEDS_PLUGIN = {k for k, s in SPECS.items() if s.how == "cli" and k.split(": ", 
 BLOCKS = {b.key: b for b in blocks()}
 
 
+def unlisted(found):
+    return [f"{b.path}:{b.line}" for b in found if b.key not in SPECS]
+
+
 def test_every_block_has_a_spec_and_every_spec_a_block():
     assert len(BLOCKS) == len(blocks()), "two blocks of one file start with the same line: make them distinct"
-    missing = [f"{b.path}:{b.line}" for k, b in BLOCKS.items() if k not in SPECS]
+    missing = unlisted(blocks())
     assert not missing, f"fenced blocks without an entry in SPECS (tests/test_docs_snippets.py): {missing}"
     assert not [k for k in SPECS if k not in BLOCKS], "SPECS entries whose block is gone"
     for k, s in SPECS.items():
         assert s.how != "skip" or s.reason, f"{k}: a skipped block needs a reason"
         assert s.how != "calls" or s.reason, f"{k}: say why the block cannot run"
+
+
+def test_a_new_block_is_caught(tmp_path, monkeypatch):
+    import docs_snippets
+
+    doc = tmp_path / "docs" / "new.md"
+    doc.parent.mkdir()
+    doc.write_text("# New\n\n```bash\nvidmusic run --encoder lstv\n```\n")
+    monkeypatch.setattr(docs_snippets, "ROOT", tmp_path)
+    assert unlisted(docs_snippets.blocks()) == ["docs/new.md:3"]
 
 
 def test_diagrams_hold_no_commands():
