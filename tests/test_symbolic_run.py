@@ -99,7 +99,7 @@ def test_prepare_names_an_item_without_midi(tmp_path):
 def test_run_musecoco_writes_midi_wav_mp4_and_midi_metrics(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
-                          f"run.root={tmp_path}", "data.toy_n=16", "generate.attributes={T1s1: 2}"],
+                          f"run.root={tmp_path}", "generate.attributes={T1s1: 2}"],  # smoke: 2 test clips
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-prefix-musecoco-"))

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import atomic_path
+from .control import RESULTS_KEY as CONTROL_KEY, control_note, shuffled_sources
 from .data.manifest import MANIFEST_NAME, Item, read_manifest
 from .data.prepare import cache_root, data_root
 from .clips import generate_clips
@@ -51,15 +52,18 @@ def generate_options(cfg: DictConfig) -> dict[str, Any]:
 def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffle: bool = False,
                      batch_size: int = 8, progress: bool = True) -> list[Path]:
     """Generate music for ``items`` into ``out_dir`` (wav + muxed mp4 + json per item); existing items are
-    skipped. ``shuffle``: item i is generated from the video of item (i + 1) mod n (the control)."""
+    skipped. ``shuffle``: each item is generated from another item's video (the control, see
+    :func:`~vidmusic_core.control.shuffled_sources`); nothing is written for fewer than 2 items."""
     from tqdm.auto import tqdm
 
     from .video import load_frames, mux_audio
 
+    items = sorted(items, key=lambda it: it.name)
+    sources = shuffled_sources(items) if shuffle else items
+    if sources is None:  # under 2 clips: no control without pairing a clip with itself (results.json says so)
+        return []
     cfg, model, codec = load_trained(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = sorted(items, key=lambda it: it.name)
-    sources = [items[(i + 1) % len(items)] if shuffle else it for i, it in enumerate(items)]
     todo = [(it, src) for it, src in zip(items, sources) if not (out_dir / f"{it.name}.json").is_file()]
     clip = float(cfg.data.clip_seconds)
     options = generate_options(cfg)
@@ -96,7 +100,7 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
     results: dict[str, Any] = {"metrics": {}, "protocols": {}, "n_items": len(items)}
     for variant in ("samples", "samples_shuffled"):
         folder = run_dir / variant
-        if not folder.is_dir():
+        if not folder.is_dir() or (variant == "samples_shuffled" and shuffled_sources(items) is None):
             continue
         batch = []
         for it in sorted(items, key=lambda i: i.name):
@@ -119,6 +123,7 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
             results["protocols"][name] = metric.protocol()
             for key, value in scores.items():
                 results["metrics"].setdefault(key, {})["conditioned" if variant == "samples" else "shuffled"] = value
+    results[CONTROL_KEY] = control_note(len(items), run_dir / "samples", run_dir / "samples_shuffled")
     for key, v in results["metrics"].items():
         if "conditioned" in v and "shuffled" in v:
             v["delta"] = v["conditioned"] - v["shuffled"]

@@ -201,11 +201,11 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
             bits = 16 if codec.cardinality < 2 ** 15 else 32
             stores.append((cstore, codec_row, {"int_bits": bits}))
 
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     todo = [(store, fn, kw, k) for store, fn, kw in stores for k in mine if not store.has_shard(k)]
     total = sum(len(chunks[k]) for *_, k in todo)
-    with tqdm(total=total, unit="item", desc="prepare", disable=not progress) as bar:
+    with progress_bar(total=total, unit="item", desc="prepare", disable=not progress) as bar:
         for store, fn, kw, k in todo:
             rows = []
             for it in chunks[k]:
