@@ -12,7 +12,7 @@ The parameter layout mirrors FunAudioLLM/InspireMusic ``inspiremusic/llm/llm.py`
     llm_decoder.{weight,bias}            [K*(A+1), D]  audio logits per codebook, EOS = A
     speech_embedding.weight              [K*A, D]      audio token embeddings (codebook k uses rows k*A..)
     spk_embed_affine_layer.{weight,bias} [D, 192]      unused (upstream too), present in the checkpoint
-    time_embedding                       no weights    sinusoidal seconds -> [D], rounded to fp16 as upstream
+    time_embedding                       no weights    sinusoidal seconds -> [D], computed and fp16-rounded as upstream
 
 Codebooks: InspireMusic predicts one token stream (K = 1, exactly the upstream layout). With K > 1
 (e.g. the ``rvq_mel`` codec's 4 codebooks) the backbone runs MusicGen-style parallel heads: the input
@@ -21,6 +21,7 @@ embedding of a frame is the sum of its K code embeddings and ``llm_decoder`` has
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
@@ -32,13 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
-from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+from transformers.models.qwen2.modeling_qwen2 import Qwen2Model, apply_rotary_pos_emb
 
 from vidmusic_core import (IGNORE_INDEX, Backbone, BackboneInput, BackboneOutput, ConfigError, ShapeError,
                            select_positions)
 
 from .cache import InspireCache
 
+#: the ``Qwen2Model.forward`` argument that takes the KV cache: ``cache`` (transformers >= 5.25, where
+#: ``past_key_values`` is deprecated, to be removed in 5.40), else ``past_key_values``. Read from the signature
+#: (``deprecate_kwarg`` keeps it) because an unknown keyword would vanish into ``**kwargs`` unnoticed.
+CACHE_KWARG = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
 #: structure label -> chorus_embedding row. Upstream's *training* map (dataset/processor.py CHORUS);
 #: its inference CLIs use a different one (verse 1, chorus 2), which we do not follow.
 STRUCTURE_LABELS = {"intro": 0, "chorus": 1, "verse": 2, "verse1": 2, "verse2": 3, "outro": 4}
@@ -109,9 +114,12 @@ def _linear(x: Tensor, w: tuple[Tensor, Optional[Tensor], bool]) -> Tensor:
 
 
 class SinusoidalEmbedding(nn.Module):
-    """Seconds ``[...]`` -> ``[..., dim]`` = [sin(t f_i) ‖ cos(t f_i)], f_i = 1e4^(-i/(dim/2-1)).
+    """Seconds ``[...]`` -> ``[..., dim]`` = [sin(t f_i) ‖ cos(t f_i)], f_i = 1e4^(-i/(dim/2-1)), rounded to fp16.
 
-    As upstream ``llm.py`` ``SinusoidalEmbedding``, the result is rounded to float16 (the caller casts it on).
+    The computation of upstream ``inspiremusic/llm/llm.py`` ``SinusoidalEmbedding.forward``, op for op: the
+    frequencies in float32 (``torch.tensor(log(10000) / (half_dim - 1))``, an integer ``arange``), the product
+    ``t[..., None] * f`` in the promoted dtype of ``t`` and float32 (float64 for upstream's float64 seconds),
+    sin ‖ cos, then ``.to(torch.float16)`` (the caller casts it on).
     """
 
     def __init__(self, dim: int) -> None:
@@ -120,9 +128,10 @@ class SinusoidalEmbedding(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         half = self.dim // 2
-        freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float64) * -(math.log(1e4) / (half - 1)))
-        angles = t.to(torch.float64)[..., None] * freqs  # [..., dim/2]
-        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(torch.float16)
+        f = torch.tensor(math.log(10000) / (half - 1), dtype=torch.float32, device=t.device)
+        f = torch.exp(torch.arange(half, device=t.device) * -f)  # [dim/2] float32
+        angles = t[..., None] * f  # [..., dim/2]
+        return torch.cat((angles.sin(), angles.cos()), dim=-1).to(torch.float16)
 
 
 class QwenLM(nn.Module):
@@ -327,8 +336,12 @@ class InspireBackbone(Backbone):
         return self.chorus_embedding(labels)
 
     def embed_time(self, seconds: Tensor) -> Tensor:
-        """Seconds float ``[B, S]`` -> ``[B, S, D]`` sinusoidal (fp16-rounded as upstream), model dtype."""
-        return self.time_embedding(seconds).to(self.llm_decoder.weight.dtype)
+        """Seconds float ``[B, S]`` -> ``[B, S, D]`` sinusoidal (fp16-rounded as upstream), model dtype.
+
+        Seconds are taken as float64, as upstream's inference builds them (``cli/inference.py`` and
+        ``bin/inference.py``: ``torch.tensor([time_start], dtype=torch.float64)``; its training batches hold
+        the parquet's doubles too), so the rows equal upstream's bit for bit."""
+        return self.time_embedding(seconds.to(torch.float64)).to(self.llm_decoder.weight.dtype)
 
     def special(self, row: int) -> Tensor:
         """Row ``row`` of ``llm_embedding``: ``[D]`` (:data:`SOS` 0, :data:`TASK` 1, :data:`VIDEO_TASK` 2)."""
@@ -564,8 +577,8 @@ class InspireBackbone(Backbone):
                 return BackboneOutput(logits=logits, hidden=hidden.view(B, 1, -1), cache=cache)
             hidden = self._step(x, cache, mask, pos)  # [B, 1, D]
         else:
-            out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos,
-                            past_key_values=cache, use_cache=cache is not None)
+            out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=cache is not None,
+                            **{CACHE_KWARG: cache})
             hidden = out.last_hidden_state  # [B, S, D]
         sel = select_positions(hidden, logits_positions)
         return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)

@@ -1,0 +1,78 @@
+"""The `inspire` backbone against values computed the way upstream InspireMusic computes them
+(FunAudioLLM/InspireMusic ``inspiremusic/llm/llm.py`` at 0aefb55), not against our own code."""
+from __future__ import annotations
+
+import warnings
+from math import log
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from inspire_llm.backbone import CACHE_KWARG, InspireBackbone, InspireConfig, SinusoidalEmbedding
+from vidmusic_core import BackboneInput
+
+
+def upstream_time_embedding(x: Tensor, dim: int) -> Tensor:
+    """``SinusoidalEmbedding.forward`` of upstream llm.py, verbatim but for einops' ``rearrange``
+    (``"i -> i 1"`` / ``"j -> 1 j"``), written as indexing."""
+    device, half_dim = x.device, dim // 2
+    emb = torch.tensor(log(10000) / (half_dim - 1), device=device)
+    emb = torch.exp(torch.arange(half_dim, device=device) * -emb)
+    emb = x[:, None] * emb[None, :]
+    return torch.cat((emb.sin(), emb.cos()), dim=-1).to(torch.float16)
+
+
+def _seconds() -> list[float]:
+    """0-300 s (upstream resets time_start > 300 to 0): whole seconds and a fine irregular grid."""
+    return sorted(set(np.arange(0, 301, 1.0).tolist() + np.round(np.arange(0, 300, 0.173), 3).tolist()))
+
+
+def test_time_rows_equal_upstream() -> None:
+    """Time rows equal upstream's bit for bit over 0-300 s at InspireMusic-Base's width (896) and the tiny one:
+    upstream's CLIs pass float64 seconds (``torch.tensor([time_start], dtype=torch.float64)``), and the module
+    given float32 seconds equals upstream given float32 seconds too."""
+    secs = _seconds()
+    for D in (896, 64):
+        torch.manual_seed(0)
+        m = InspireBackbone(InspireConfig(hidden=D, heads=D // 64 if D > 64 else 4, kv_heads=2, layers=1,
+                                          intermediate=64, text_vocab=64)).eval()
+        want = torch.cat([upstream_time_embedding(torch.tensor([t], dtype=torch.float64), D) for t in secs])
+        got = m.embed_time(torch.tensor([secs], dtype=torch.float64))[0]  # [S, D], the model's dtype
+        assert got.dtype == torch.float32 and torch.equal(got, want.float()), (got - want.float()).abs().max()
+        t32 = torch.tensor(secs, dtype=torch.float32)
+        assert torch.equal(SinusoidalEmbedding(D)(t32), upstream_time_embedding(t32, D))
+        # what the backbone did before (frequencies in float64) is measurably different after rounding
+        half = D // 2
+        f64 = torch.exp(torch.arange(half, dtype=torch.float64) * -(log(1e4) / (half - 1)))
+        a = torch.tensor(secs, dtype=torch.float64)[:, None] * f64
+        old = torch.cat([a.sin(), a.cos()], -1).to(torch.float16)
+        if D == 896:
+            assert (old.float() - want.float()).abs().max() > 1e-4
+
+
+def test_cache_passed_with_current_transformers_api() -> None:
+    """The cached forward passes the KV cache under the name this transformers takes (``cache`` from 5.25 on),
+    with no deprecation warning, and the cache really is used (a cached continuation equals the full forward)."""
+    import inspect
+
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
+
+    params = inspect.signature(Qwen2Model.forward).parameters
+    assert CACHE_KWARG in params
+    if "cache" in params:
+        assert CACHE_KWARG == "cache"
+    torch.manual_seed(0)
+    m = InspireBackbone(InspireConfig()).eval()
+    x = torch.randn(2, 9, m.width)
+    ones = torch.ones(2, 9, dtype=torch.bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a FutureWarning / DeprecationWarning from transformers fails the test
+        with torch.inference_mode():
+            full = m(BackboneInput(x, ones)).logits
+            cache = m.new_cache()
+            a = m(BackboneInput(x[:, :5], ones[:, :5]), cache).logits
+            assert cache.get_seq_length() == 5
+            b = m(BackboneInput(x[:, 5:], ones[:, 5:]), cache).logits  # 4 new positions: the transformers forward
+    assert cache.get_seq_length() == 9
+    torch.testing.assert_close(torch.cat([a, b], dim=2), full, atol=1e-5, rtol=1e-5)
