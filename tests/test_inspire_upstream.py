@@ -2,8 +2,10 @@
 (FunAudioLLM/InspireMusic ``inspiremusic/llm/llm.py`` at 0aefb55), not against our own code."""
 from __future__ import annotations
 
+import shutil
 import warnings
 from math import log
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -76,3 +78,57 @@ def test_cache_passed_with_current_transformers_api() -> None:
             b = m(BackboneInput(x[:, 5:], ones[:, 5:]), cache).logits  # 4 new positions: the transformers forward
     assert cache.get_seq_length() == 9
     torch.testing.assert_close(torch.cat([a, b], dim=2), full, atol=1e-5, rtol=1e-5)
+
+
+def test_moved_imported_directory_still_generates(tmp_path: Path, monkeypatch) -> None:
+    """An imported InspireMusic directory names only relative paths (``qwen_dir: qwen``): moved elsewhere, with
+    the source and the old location gone, it loads with the copied Qwen tokenizer and generates; a copy too."""
+    import os
+
+    import soundfile as sf
+
+    from inspire_llm.importer import import_inspiremusic
+    from inspire_llm.tokenizer import QwenTokenizer
+    from test_inspire import upstream_llm_pt, write_model_dir
+    from test_wavtokenizer import write_upstream_dir
+    from vidmusic_core import api, load_component
+    from vidmusic_core.video import write_video
+
+    src = write_model_dir(tmp_path / "src" / "InspireMusic-Tiny", upstream_llm_pt())
+    write_upstream_dir(src / "wavtokenizer")
+    assert import_inspiremusic(src, tmp_path / "a" / "imported").ok
+    shutil.rmtree(tmp_path / "src")
+    for yaml_file in (tmp_path / "a").rglob("*.yaml"):
+        assert str(tmp_path) not in yaml_file.read_text(), yaml_file  # no absolute path anywhere
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(str(tmp_path / "a" / "imported"), moved)
+    shutil.rmtree(tmp_path / "a")
+    copied = tmp_path / "copy"
+    shutil.copytree(moved, copied)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # relative paths must not depend on the working directory
+    video = tmp_path / "clip.mp4"
+    write_video(video, (np.random.default_rng(0).random((12, 16, 16, 3)) * 255).astype(np.uint8), 12)  # 1 s
+    for d in (moved, copied):
+        m = load_component(d, expected_kind="backbone")
+        assert isinstance(m.tokenizer, QwenTokenizer) and Path(m.cfg.qwen_dir) == d / "qwen"
+        wav, = api.generate_from_checkpoint(d, [video], tmp_path / f"gen_{d.name}", text=["a calm piano piece"],
+                                            progress=False)
+        audio, sr = sf.read(str(wav))
+        assert sr == 24000 and abs(len(audio) / sr - 1.0) < 0.02 and np.isfinite(audio).all()
+    assert os.path.exists(moved) and not (tmp_path / "a").exists()
+
+
+def test_musecoco_import_has_no_absolute_paths(tmp_path: Path) -> None:
+    """The other importer whose output is a directory of files: its config.yaml names no path either."""
+    from test_musecoco_layer_order import _args, fairseq_state
+
+    from musecoco_symbolic.importer import import_musecoco
+
+    torch.save({"args": _args(True, False), "model": fairseq_state(True)}, tmp_path / "ckpt.pt")
+    assert import_musecoco(tmp_path / "ckpt.pt", tmp_path / "out").ok
+    shutil.move(str(tmp_path / "out"), tmp_path / "moved")
+    assert str(tmp_path) not in (tmp_path / "moved" / "config.yaml").read_text()
+    from vidmusic_core import load_component
+
+    assert load_component(tmp_path / "moved", expected_kind="backbone").cardinality == 1253
