@@ -8,10 +8,12 @@ from .hookspecs import hookimpl
 @hookimpl
 def register_codecs(register):  # type: ignore[no-untyped-def]
     from .codecs.encodec import EncodecCodec
+    from .codecs.mel_latent import MelLatentCodec
     from .codecs.rvq_mel import RVQMelCodec
 
     register("encodec", EncodecCodec, EncodecCodec.Config)
     register("rvq_mel", RVQMelCodec, RVQMelCodec.Config)
+    register("mel_latent", MelLatentCodec, MelLatentCodec.Config)
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 Each example is a dict: ``name``, ``key``, ``text``, ``features`` (the encoder's frozen features,
 each ``[T_v, ...]``, float32), ``local_times`` ``[T_v]``, ``local_mask`` ``[T_v]``, ``duration``,
-``codes`` ``[K, T_a]`` (long). :func:`collate` pads a list of examples into a batch with masks.
+``codes`` ``[K, T_a]`` (long) or, for latent codecs, ``latents`` ``[T_a, C]`` (float32). :func:`collate` pads a list of examples into a batch with masks.
 """
 from __future__ import annotations
 
@@ -51,14 +51,19 @@ class CachedDataset(Dataset):
                 ex["global_times"] = torch.from_numpy(row["global_times"].astype(np.float32))
             ex["features"] = {k: torch.from_numpy(v.astype(np.float32)) for k, v in row.items() if k not in ENC_RESERVED}
         if self.codec_store is not None:
-            ex["codes"] = torch.from_numpy(self.codec_store.read(it.content_hash)["codes"].astype(np.int64))
+            music = self.codec_store.read(it.content_hash)
+            if "latents" in music:  # a latent codec: float16 [T_a, C] on disk
+                ex["latents"] = torch.from_numpy(music["latents"].astype(np.float32))
+            else:
+                ex["codes"] = torch.from_numpy(music["codes"].astype(np.int64))
         return ex
 
     def lengths(self) -> list[int]:
         """Music frames per item (for token-count batching), from the codec cache."""
         if self.codec_store is None:
             return [1] * len(self)
-        return [int(self.codec_store.read(it.content_hash)["codes"].shape[-1]) for it in self.items]
+        rows = [self.codec_store.read(it.content_hash) for it in self.items]
+        return [int(r["latents"].shape[0]) if "latents" in r else int(r["codes"].shape[-1]) for r in rows]
 
 
 def _pad_stack(tensors: Sequence[torch.Tensor], value: float = 0) -> torch.Tensor:
@@ -72,7 +77,7 @@ def _pad_stack(tensors: Sequence[torch.Tensor], value: float = 0) -> torch.Tenso
 
 def collate(examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pad examples into a batch: features ``[B, T_v, ...]``, times/mask ``[B, T_v]``, codes ``[B, K, T_a]``
-    with ``codes_mask [B, T_a]``."""
+    with ``codes_mask [B, T_a]``, or latents ``[B, T_a, C]`` with ``latents_mask [B, T_a]``."""
     batch: dict[str, Any] = {k: [e[k] for e in examples] for k in ("name", "key", "text", "index")}
     if "features" in examples[0]:
         batch["features"] = {k: _pad_stack([e["features"][k] for e in examples]) for k in examples[0]["features"]}
@@ -86,6 +91,10 @@ def collate(examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         codes = _pad_stack([e["codes"].transpose(0, 1) for e in examples]).transpose(1, 2)  # [B, K, T_a]
         batch["codes"] = codes
         batch["codes_mask"] = torch.arange(codes.shape[-1])[None] < torch.tensor(lens)[:, None]
+    if "latents" in examples[0]:
+        lens = [e["latents"].shape[0] for e in examples]
+        batch["latents"] = _pad_stack([e["latents"] for e in examples])  # [B, T_a, C]
+        batch["latents_mask"] = torch.arange(batch["latents"].shape[1])[None] < torch.tensor(lens)[:, None]
     return batch
 
 

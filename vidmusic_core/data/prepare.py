@@ -5,7 +5,8 @@ Layout under the cache directory (``data.cache_dir``, default ``<data root>/.vid
     manifest.jsonl          every usable item (see manifest.py)
     bad_items.json          items that were skipped, with the reason
     encoder-<name>-<hash>/  ShardStore of the encoder's frozen features (+ frame times)
-    codec-<name>-<hash>/    ShardStore of music tokens; ``codec/`` holds a fitted codec (e.g. rvq_mel)
+    codec-<name>-<hash>/    ShardStore of music tokens (``codes``) or, for latent codecs, float16 ``latents
+                            [T_a, C]``; ``codec/`` holds a fitted codec (e.g. rvq_mel, mel_latent)
 
 ``<hash>`` covers only the options that determine that store, so changing an encoder option
 invalidates only that encoder's cache. Work is split into shards of ``shard_size`` items (sorted by
@@ -195,8 +196,10 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
                     return {"key": it.content_hash, "name": it.name, "codes": toks.codes[0][:, toks.mask[0]].numpy()}
                 audio = load_item_audio(it, codec.sample_rate, cfg.data.clip_seconds)
                 with torch.inference_mode():
-                    toks = codec.encode(audio[None])  # [1, K, T_a]
-                return {"key": it.content_hash, "name": it.name, "codes": toks.codes[0].cpu().numpy()}
+                    music = codec.encode(audio[None])  # tokens [1, K, T_a] or latents [1, T_a, C]
+                if codec.representation == "latents":  # stored as float16 [T_a, C]
+                    return {"key": it.content_hash, "name": it.name, "latents": music.latents[0].cpu().numpy()}
+                return {"key": it.content_hash, "name": it.name, "codes": music.codes[0].cpu().numpy()}
 
             bits = 16 if codec.cardinality < 2 ** 15 else 32
             stores.append((cstore, codec_row, {"int_bits": bits}))
