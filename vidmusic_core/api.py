@@ -105,7 +105,11 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
             info.update(generate_long_symbolic(model, codec, video, window_seconds, seed=s, sampling=sampling,
                                                out_dir=out, stem=video.stem, seconds=secs, attributes=attributes,
                                                max_tokens=max_tokens, progress=progress, prompt_bars=prompt_bars))
-        else:  # windows of audio frames, each continuing the previous one's last frames
+        elif codec.representation == "latents":
+            raise ConfigError(f"{video}: {secs:.1f} s is longer than one window ({window_seconds:g} s) and long videos "
+                              "with a latent codec are not supported yet; pass seconds <= the window (--seconds), or "
+                              "set generate.window_seconds")
+        else:  # windows of audio tokens, each continuing the previous one's last frames
             res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
                                 text=caption, seconds=secs, out_wav=wav, progress=progress)
             info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
