@@ -188,3 +188,54 @@ def test_tensorboard_logging(prepared):
     losses_tb = [e.value for e in acc.Scalars("train/loss")]
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]
     assert losses_tb == pytest.approx(losses(run_dir), rel=1e-6)
+
+
+def test_model_directory_moves_and_generates_without_the_data_cache(prepared, tmp_path):
+    """Training writes checkpoints/last/model/ (model_index.yaml + encoder/layout/backbone/codec, the fitted
+    codec included); copied elsewhere with the data and its cache deleted, it generates through
+    `vidmusic generate --model` and `vidmusic.load`, the same music for the same seed. A broken video among good
+    ones costs only itself (exit code 1), and a call that writes nothing leaves no output folder."""
+    import numpy as np
+    import soundfile as sf
+    import yaml
+
+    import vidmusic
+
+    root, data = prepared
+    own = tmp_path / "data"
+    shutil.copytree(data, own)
+    run_dir = tmp_path / "run"
+    vm("train", *SMALL, f"data.root={own}", "train.steps=3", "--run-dir", str(run_dir))
+    model = run_dir / "checkpoints" / "last" / "model"
+    index = yaml.safe_load((model / "model_index.yaml").read_text())
+    assert index["format"] == "vidmusic-model/1" and index["provenance"]["step"] == 3
+    assert {s: c["path"] for s, c in index["components"].items()} == {s: s for s in ("encoder", "layout", "backbone", "codec")}
+    assert index["generate"]["window_seconds"] == 2.0  # the trained clip length
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(model, moved)
+    video = tmp_path / "clip.mp4"
+    shutil.copy(own / "toy_00000.mp4", video)
+    shutil.rmtree(own)  # the data and its cache (where the fitted codec used to live) are gone
+    shutil.rmtree(run_dir)
+
+    vm("generate", str(video), "--model", str(moved), "-o", str(tmp_path / "cli"), "--seed", "3")
+    cli_audio, sr = sf.read(str(tmp_path / "cli" / "clip.wav"))
+    meta = json.loads((tmp_path / "cli" / "clip.json").read_text())
+    assert abs(len(cli_audio) / sr - 2.0) < 0.05 and meta["model"] == str(moved)
+    assert (tmp_path / "cli" / "clip.mp4").is_file()
+
+    pipe = vidmusic.load(moved, device="cpu")
+    result, = pipe.generate([video], tmp_path / "py", seed=3, progress=False)
+    assert result.ok and result.mp4.is_file() and result.json.is_file() and result.meta["seed"] == meta["seed"]
+    np.testing.assert_array_equal(sf.read(str(result.wav))[0], cli_audio)  # same model, seed and settings
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    out = vm("generate", str(broken), str(video), "--model", str(moved), "-o", str(tmp_path / "mixed"), check=False)
+    assert out.returncode == 1 and "error: " in out.stderr and "broken.mp4" in out.stderr
+    assert (tmp_path / "mixed" / "clip.wav").is_file() and not (tmp_path / "mixed" / "broken.wav").exists()
+    none = vm("generate", str(broken), "--model", str(moved), "-o", str(tmp_path / "nothing"), check=False)
+    assert none.returncode == 1 and not (tmp_path / "nothing").exists()
+    typo = vm("generate", str(video), "--model", str(moved), "-o", str(tmp_path / "t"), "--set", "generate.topk=5",
+              check=False)
+    assert typo.returncode == 2 and "topk" in typo.stderr and "top_k" in typo.stderr

@@ -3,7 +3,8 @@
     from vidmusic_core import api
     cfg = api.compose(presets=["smoke"], sugar={"encoder": "clip"})
     report = api.run(cfg)                                   # the whole loop
-    paths = api.generate(report.run_dir, ["my.mp4"], "out/")  # music for your own videos
+    results = api.generate(report.run_dir, ["my.mp4"], "out/")  # music for your own videos
+    model = api.load_model(report.run_dir)                    # or any model directory: vidmusic.load(DIR)
     scores = api.evaluate(report.run_dir)
 """
 from __future__ import annotations
@@ -26,8 +27,11 @@ from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with
 from .training import TrainResult
 from .training import train as _train
 from .types import SamplingConfig
+from .model_dir import VidMusicPipeline
+from .videos import GeneratedMusic, generate_with_model, write_video_outputs
 
-__all__ = ["compose", "evaluate", "generate", "generate_from_checkpoint", "generate_with_model", "load",
+__all__ = ["compose", "evaluate", "generate", "generate_from_checkpoint", "generate_with_model", "load", "load_model",
+           "GeneratedMusic", "VidMusicPipeline",
            "load_vidmuse_checkpoint", "prepare", "run", "train", "RunReport"]
 
 VIDMUSE_SETTINGS = "vidmuse.yaml"
@@ -48,85 +52,23 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, resume: bool = Tru
     return _train(cfg, run_dir, load_codec(cfg, progress), resume=resume, progress=progress, max_steps=max_steps)
 
 
-def _write_outputs(video: Path, wav: Path, out: Path, meta: dict[str, Any]) -> None:
-    """``<out>/<stem>.mp4`` (``video`` with ``wav`` as its soundtrack, read in blocks) and ``<out>/<stem>.json``."""
-    from .video import mux_audio
-
-    mux_audio(video, wav, out / f"{video.stem}.mp4")
-    with atomic_path(out / f"{video.stem}.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=1))
-
-
-def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], out_dir: str | Path, *,
-                        sampling: SamplingConfig, seed: int, window_seconds: float, overlap_seconds: float,
-                        text: Sequence[str] | None = None, seconds: float | None = None,
-                        meta: dict[str, Any] | None = None, progress: bool = True,
-                        attributes: dict[str, Any] | None = None, max_tokens: int | None = None,
-                        prompt_bars: int = 1) -> list[Path]:
-    """Music for each video with a loaded model (``VidMusicModel``: encoder, layout, backbone) and its codec:
-    ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and ``<stem>.json`` (``meta`` +
-    seed, seconds, sampling settings, and what the codec records). ``seconds`` defaults to the whole video. A
-    video up to ``window_seconds`` is generated at once (:func:`vidmusic_core.clips.generate_clips`, files by
-    ``codec.write``); a longer one in windows, each conditioned on its own frames: audio codecs through
-    :func:`longform.generate_long` (``overlap_seconds`` of prompt, audio written window by window, one progress
-    bar per video), symbolic codecs through :func:`symbolic.generate_long_symbolic` (each window prompted with
-    the previous window's last ``prompt_bars`` bars; ``<stem>.wNNN.mid`` per window). Item seeds:
-    ``item_seed(seed, stem)``. Symbolic codecs: ``attributes`` forces attribute-prefix values, ``max_tokens``
-    the token budget."""
-    from .clips import generate_clips
-    from .longform import generate_long
-    from .symbolic import generate_long_symbolic
-    from .video import load_frames, probe_video
-
-    if text is not None and len(text) != len(videos):
-        raise ConfigError(f"{len(text)} text prompt(s) for {len(videos)} video(s); give one per video or none")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
-    options = {"attributes": attributes, "max_tokens": max_tokens}
-    written = []
-    for i, video in enumerate(videos):
-        video = Path(video)
-        dur = probe_video(video).duration
-        secs = dur if seconds is None else min(dur, float(seconds))
-        s = item_seed(seed, video.stem)
-        caption = text[i] if text else None
-        wav = out / f"{video.stem}.wav"
-        info: dict[str, Any] = {"video": str(video), "seconds": secs, **(meta or {}), "text": caption, "seed": s,
-                                "sampling": dataclasses.asdict(sampling)}
-        if secs <= window_seconds + 1e-6:
-            frames = load_frames([video], model.encoder.frame_spec, 0.0, secs).to(device)
-            with torch.inference_mode():
-                cond = model.encoder(frames)
-            music = generate_clips(model, codec, cond, torch.tensor([secs]), [s], sampling,
-                                   text=[caption] if text else None, options=options, videos=[str(video)])
-            info.update(codec.write(music, 0, secs, out, video.stem))
-        elif codec.representation == "symbolic":  # windows of MIDI that end on bar lines, the first prefix kept
-            info.update(generate_long_symbolic(model, codec, video, window_seconds, seed=s, sampling=sampling,
-                                               out_dir=out, stem=video.stem, seconds=secs, attributes=attributes,
-                                               max_tokens=max_tokens, progress=progress, prompt_bars=prompt_bars))
-        elif codec.representation == "latents":
-            raise ConfigError(f"{video}: {secs:.1f} s is longer than one window ({window_seconds:g} s) and long videos "
-                              "with a latent codec are not supported yet; pass seconds <= the window (--seconds), or "
-                              "set generate.window_seconds")
-        else:  # windows of audio tokens, each continuing the previous one's last frames
-            res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
-                                text=caption, seconds=secs, out_wav=wav, progress=progress)
-            info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
-        _write_outputs(video, wav, out, info)
-        written.append(wav)
-    return written
+def load_model(path: str | Path, device: str | None = None) -> VidMusicPipeline:
+    """The model in ``path`` (a model directory, a run or a checkpoint directory): ``vidmusic.load``."""
+    return VidMusicPipeline.from_dir(path, device=device)
 
 
 def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None = None,
              seconds: float | None = None, seed: int | None = None, progress: bool = True,
-             overrides: Sequence[str] = ()) -> list[Path]:
+             overrides: Sequence[str] = (), device: str | None = None) -> list[GeneratedMusic]:
     """Music for each video with a trained run: ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new
     soundtrack) and ``<stem>.json`` (seeds, settings). ``seconds`` defaults to the whole video; videos longer
     than ``generate.window_seconds`` (default ``data.clip_seconds``, the trained length) are generated in
     windows, each conditioned on its own frames, with ``generate.overlap_seconds`` of token prompt.
-    ``overrides``: ``generate.KEY=VALUE`` settings instead of the run's (sampling, windows, attributes)."""
-    cfg, model, codec = load_trained(run_dir, generate_overrides=overrides)
+    ``overrides``: ``generate.KEY=VALUE`` settings instead of the run's (sampling, windows, attributes);
+    ``device``: where to generate (default the run's ``run.device``). Returns one
+    :class:`~vidmusic_core.videos.GeneratedMusic` per video (paths + metadata, or the error of a video that
+    could not be used)."""
+    cfg, model, codec = load_trained(run_dir, device=device, generate_overrides=overrides)
     return generate_with_model(model, codec, videos, out_dir, sampling=sampling_from(cfg),
                                seed=int(cfg.generate.seed if seed is None else seed),
                                window_seconds=float(cfg.generate.window_seconds or cfg.data.clip_seconds),
@@ -223,7 +165,7 @@ def generate_from_checkpoint(checkpoint: str | Path, videos: Sequence[str | Path
                              text: Sequence[str] | None = None, seconds: float | None = None, seed: int = 0,
                              cfg_coef: float | None = None, top_k: int | None = None,
                              codec_dir: str | Path | None = None, device: str | None = None,
-                             progress: bool = True) -> list[Path]:
+                             progress: bool = True) -> list[GeneratedMusic]:
     """Music for each video with an imported model directory; writes ``<stem>.wav``, ``.mp4``, ``.json``.
 
     * ``vidmusic import vidmuse_full`` output (``vidmuse.yaml`` + ``encoder/``, ``layout/``, ``backbone/``):
@@ -257,7 +199,7 @@ def generate_from_checkpoint(checkpoint: str | Path, videos: Sequence[str | Path
 
 
 def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None,
-                      seconds: float | None, seed: int, cfg_coef: float, top_k: int) -> list[Path]:
+                      seconds: float | None, seed: int, cfg_coef: float, top_k: int) -> list[GeneratedMusic]:
     """Text-to-music with an imported InspireMusic directory (see :func:`generate_from_checkpoint`)."""
     from .audio import write_wav
     from .checkpoint import load_component
@@ -281,7 +223,7 @@ def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | P
                                               own_specials=backbone.n_special_rows == 0))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    results = []
     for i, video in enumerate(videos):
         video = Path(video)
         secs = probe_video(video).duration if seconds is None else float(seconds)
@@ -291,14 +233,13 @@ def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | P
         sampling = SamplingConfig(top_k=top_k, cfg_coef=cfg_coef, use_eos=True, min_frames=int(0.9 * n))
         request = GenerationRequest(none, n, [s], sampling, text=[text[i] if text else ""], seconds=torch.tensor([secs]))
         toks = backbone.generate(layout, request, codec)
-        with torch.inference_mode():
-            audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
-        wav = write_wav(out / f"{video.stem}.wav", audio.cpu().numpy(), codec.sample_rate)
-        _write_outputs(video, wav, out, {"video": str(video), "checkpoint": str(ckpt), "seed": s, "seconds": secs,
-                                         "text": text[i] if text else None, "frames": int(toks.mask.sum()),
-                                         "sampling": dataclasses.asdict(sampling)})
-        written.append(Path(wav))
-    return written
+        info = {"video": str(video), "checkpoint": str(ckpt), "seed": s, "seconds": secs,
+                "text": text[i] if text else None, "sampling": dataclasses.asdict(sampling),
+                **codec.write(toks, 0, secs, out, video.stem)}
+        wav = out / info["wav"]
+        write_video_outputs(video, wav, out, info)
+        results.append(GeneratedMusic(video, wav, out / f"{video.stem}.mp4", out / f"{video.stem}.json", None, info))
+    return results
 
 
 def evaluate(run_dir: str | Path, metrics: Sequence[str] | None = None) -> dict[str, Any]:

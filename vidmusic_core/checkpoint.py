@@ -57,12 +57,13 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read weights {path}: {exc}. Is it a complete safetensors file?") from exc
 
 
-def save_component(out_dir: str | os.PathLike[str], module: torch.nn.Module, kind: str, name: str,
-                   cfg: Any) -> Path:
-    """Write ``model.safetensors`` + ``config.yaml`` (``kind``, ``name``, ``config``) to ``out_dir``."""
+def save_component(out_dir: str | os.PathLike[str], module: torch.nn.Module | dict[str, torch.Tensor], kind: str,
+                   name: str, cfg: Any) -> Path:
+    """Write ``model.safetensors`` (``module``'s state dict, or a state dict) + ``config.yaml`` (``kind``,
+    ``name``, ``config``) to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_weights(module.state_dict(), out / WEIGHTS_NAME)
+    save_weights(module.state_dict() if isinstance(module, torch.nn.Module) else module, out / WEIGHTS_NAME)
     conf = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else (cfg or {})
     text = OmegaConf.to_yaml(OmegaConf.create({"kind": kind, "name": name, "config": conf}))
     with atomic_path(out / CONFIG_NAME) as tmp:

@@ -252,10 +252,12 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 @cli.command(short_help="Music for videos from a trained run or an imported model (wav + mp4 + json).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="a model directory (model_index.yaml) or a trained run directory; then every path is a video")
 @click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="a trained run directory (same as giving it as the first path); then every path is a video")
+              help="same as --model for a run directory (also: give RUN_DIR as the first path)")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False), default=None,
-              help="an imported model directory (vidmuse_full or inspiremusic) instead of a RUN_DIR; then every "
+              help="an imported vidmuse_full or inspiremusic directory (older import format); then every "
                    "path is a video")
 @click.option("--codec-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="VidMuse checkpoints: local transformers EnCodec directory (default: codec_dir in "
@@ -263,41 +265,60 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 @click.option("--text", multiple=True, help="a caption per video (optional)")
 @click.option("--seconds", type=float, default=None, help="length (default: the whole video)")
 @click.option("--seed", type=int, default=None)
-@click.option("--device", default=None, help="--checkpoint only: cpu, cuda, … (default: cuda when available)")
+@click.option("--device", default=None, help="cpu, cuda, … (default: a run's run.device; a model directory: cuda "
+                                             "when available)")
 @click.option("--set", "settings", multiple=True, metavar="generate.KEY=VALUE",
-              help="a run only: a sampling setting instead of the run's (repeatable), e.g. generate.top_k=50, "
+              help="a generate setting instead of the model's (repeatable), e.g. generate.top_k=50, "
                    "generate.window_seconds=10, generate.prompt_bars=2, generate.attributes={K1:0}")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
-def generate(paths: tuple[str, ...], out_dir: str, run_dir: str | None, checkpoint: str | None, codec_dir: str | None,
-             text: tuple[str, ...], seconds: float | None, seed: int | None, device: str | None,
-             settings: tuple[str, ...], no_progress: bool) -> None:
-    """Music for videos: `generate RUN_DIR VIDEO... -o OUT` or `generate VIDEO... --run RUN_DIR -o OUT` (a
-    trained run) or `generate VIDEO... --checkpoint
-    DIR [--codec-dir ENCODEC_DIR] -o OUT` (an imported model); writes wav + mp4 (the video with the new
-    soundtrack) + json (seed, settings). Long videos are generated in windows."""
+def generate(paths: tuple[str, ...], out_dir: str, model_dir: str | None, run_dir: str | None,
+             checkpoint: str | None, codec_dir: str | None, text: tuple[str, ...], seconds: float | None,
+             seed: int | None, device: str | None, settings: tuple[str, ...], no_progress: bool) -> None:
+    """Music for videos: `generate VIDEO... --model DIR -o OUT` (a model directory or a trained run; also
+    `generate RUN_DIR VIDEO... -o OUT`) or `generate VIDEO... --checkpoint DIR [--codec-dir ENCODEC_DIR] -o OUT`
+    (an older import); writes wav + mp4 (the video with the new soundtrack) + json (seed, settings), .mid for
+    symbolic models. Long videos are generated in windows. A video that cannot be used gets an error line and
+    the others still get their music (exit code 1 when any failed)."""
+    from pathlib import Path
+
     from . import api
 
-    if run_dir is not None and checkpoint is not None:
-        raise click.UsageError("give --run RUN_DIR or --checkpoint DIR, not both")
-    if run_dir is not None:
-        paths = (run_dir, *paths)
+    given = [o for o, v in (("--model", model_dir), ("--run", run_dir), ("--checkpoint", checkpoint)) if v is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"give one of --model, --run, --checkpoint, not {' and '.join(given)}")
+    model_dir = model_dir or run_dir
     if checkpoint is not None:
         if settings:
-            raise click.UsageError("--set goes with a run (an imported model takes its settings from its directory)")
-        written = api.generate_from_checkpoint(checkpoint, paths, out_dir, text=list(text) or None,
+            raise click.UsageError("--set goes with --model (an older import takes its settings from its directory)")
+        results = api.generate_from_checkpoint(checkpoint, paths, out_dir, text=list(text) or None,
                                                seconds=seconds, seed=seed or 0, codec_dir=codec_dir, device=device,
                                                progress=not no_progress)
     else:
-        if codec_dir is not None or device is not None:
-            raise click.UsageError("--codec-dir and --device go with --checkpoint DIR (a run uses its own codec "
-                                   "and run.device)")
-        if len(paths) < 2:
-            raise click.UsageError("give RUN_DIR and at least one VIDEO (or --checkpoint DIR and videos)")
-        written = api.generate(paths[0], paths[1:], out_dir, text=list(text) or None, seconds=seconds, seed=seed,
-                               progress=not no_progress, overrides=settings)
-    for p in written:
-        click.echo(f"wrote {p} and {p.with_suffix('.mp4')}")
+        if codec_dir is not None:
+            raise click.UsageError("--codec-dir goes with --checkpoint DIR (a model directory carries its codec)")
+        if model_dir is None:
+            if len(paths) < 2:
+                raise click.UsageError("give --model DIR (or RUN_DIR first) and at least one VIDEO")
+            model_dir, paths = paths[0], paths[1:]
+        if not paths:
+            raise click.UsageError("give at least one VIDEO")
+        if (Path(model_dir) / "config.yaml").is_file():  # a run: its config, and the model of its last checkpoint
+            results = api.generate(model_dir, paths, out_dir, text=list(text) or None, seconds=seconds, seed=seed,
+                                   progress=not no_progress, overrides=settings, device=device)
+        else:
+            results = api.load_model(model_dir, device).generate(paths, out_dir, text=list(text) or None,
+                                                                 seconds=seconds, seed=seed, overrides=settings,
+                                                                 progress=not no_progress)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.ok:
+            click.echo(f"wrote {r.wav} and {r.mp4}")
+        else:
+            click.echo(f"error: {r.video}: {r.error}", err=True)
+    if failed:
+        click.echo(f"{len(results) - len(failed)} of {len(results)} video(s) got music; {len(failed)} failed", err=True)
+        sys.exit(1)
 
 
 @cli.command("eval")

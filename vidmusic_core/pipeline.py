@@ -38,7 +38,12 @@ def item_seed(base: int, name: str) -> int:
 
 
 def sampling_from(cfg: DictConfig) -> SamplingConfig:
-    g = cfg.generate
+    """The sampling settings of a run config's ``generate`` section."""
+    return sampling_from_settings(cfg.generate)
+
+
+def sampling_from_settings(g: Any) -> SamplingConfig:
+    """:class:`SamplingConfig` from a ``generate`` section (a run's, or a model directory's)."""
     return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
                           ras_window=g.ras_window, ras_tau=g.ras_tau, steps=g.steps)
 

@@ -5,7 +5,8 @@
     config.yaml       the resolved run config (re-composable with ``-c``)
     env.json          versions, CPU/GPU, threads
     metrics.jsonl     training log
-    checkpoints/last/ model.safetensors + train_state.pt
+    checkpoints/last/ model.safetensors + train_state.pt (resume) and model/ (the model directory:
+                      model_index.yaml + encoder/ layout/ backbone/ codec/, what generation loads)
     samples/          <item>.wav, <item>.mp4 (video + new soundtrack), <item>.json (seed, source)
     samples_shuffled/ the shuffled-video control (each clip generated from another clip's video)
     results.json      metric scores (conditioned, shuffled, delta) with their protocols
@@ -93,10 +94,11 @@ def load_run_config(run_dir: str | Path, generate_overrides: Sequence[str] = ())
 
 def load_trained(run_dir: str | Path, device: str | None = None,
                  generate_overrides: Sequence[str] = ()) -> tuple[DictConfig, Any, Any]:
-    """(config, model, codec) of a trained run, weights loaded strictly, on ``device`` (default: the
-    run's ``run.device``); ``generate_overrides``: ``generate.KEY=VALUE`` settings to use instead of the run's."""
-    from .data.prepare import cache_root, codec_store_dir, data_root
-    from .model import build_model
+    """(config, model, codec) of a trained run on ``device`` (default: the run's ``run.device``);
+    ``generate_overrides``: ``generate.KEY=VALUE`` settings to use instead of the run's. The model and codec
+    come from the latest checkpoint's model directory (no data cache needed); a run trained before model
+    directories existed is rebuilt from its config, weights and the codec in its data cache."""
+    from .model_dir import MODEL_INDEX, VidMusicPipeline
     from .training import latest_checkpoint
 
     run_dir = Path(run_dir)
@@ -104,11 +106,22 @@ def load_trained(run_dir: str | Path, device: str | None = None,
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise RunError(f"{run_dir} has no checkpoint; train it first (`vidmusic train` or `vidmusic run`)")
+    device = device or str(cfg.run.device)
+    if (ckpt / "model" / MODEL_INDEX).is_file():
+        pipe = VidMusicPipeline.from_dir(ckpt / "model", device=device)
+        return cfg, pipe.model, pipe.codec
+    return (cfg, *_load_legacy(run_dir, cfg, ckpt, device))  # before checkpoints held RUN_MODEL
+
+
+def _load_legacy(run_dir: Path, cfg: DictConfig, ckpt: Path, device: str) -> tuple[Any, Any]:
+    """Model and codec of a checkpoint without a model directory: config + weights + the data cache's codec."""
+    from .data.prepare import cache_root, codec_store_dir, data_root
+    from .model import build_model
+
     cdir, _ = codec_store_dir(cfg, cache_root(cfg, data_root(cfg)))
     codec = load_component(cdir / "codec", expected_kind="codec")
     model = build_model(cfg, codec)
     load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
     if (ckpt / "ema.safetensors").is_file():  # train.ema > 0: generate with the averaged weights
         model.load_state_dict(load_weights(ckpt / "ema.safetensors"), strict=False)
-    device = device or str(cfg.run.device)
-    return cfg, model.to(device).eval(), codec.to(device).eval()
+    return model.to(device).eval(), codec.to(device).eval()

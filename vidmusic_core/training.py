@@ -133,8 +133,45 @@ def _full_states(model: nn.Module, opt: torch.optim.Optimizer, fsdp: bool) -> tu
     return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, opt, options=options)
 
 
+@dataclass
+class ModelDirSpec:
+    """What a checkpoint's model directory needs besides the weights: the components' registered names and
+    typed configs (as built), the fitted codec, and the run's generate settings."""
+
+    names: dict[str, str]
+    configs: dict[str, Any]
+    codec: MusicCodec
+    generate: dict[str, Any]
+    run_dir: Path
+
+    @classmethod
+    def of(cls, cfg: DictConfig, model: Any, codec: MusicCodec, run_dir: Path) -> "ModelDirSpec":
+        from omegaconf import OmegaConf
+
+        from .config import component_from_config
+
+        comp, ccfg = component_from_config(cfg, "codec")
+        gen = OmegaConf.to_container(cfg.generate)
+        assert isinstance(gen, dict)
+        if gen.get("window_seconds") is None:  # the trained length
+            gen["window_seconds"] = float(cfg.data.clip_seconds)
+        return cls({**model.names, "codec": comp.name}, {**model.configs, "codec": ccfg}, codec, gen, run_dir)
+
+    def write(self, out: Path, state: dict[str, torch.Tensor], step: int) -> Path:
+        """The model directory of whole-model ``state`` (keys ``encoder.*``, ``layout.*``, ``backbone.*``)."""
+        from .model_dir import write_model_dir
+
+        states = {s: {k[len(s) + 1:]: v for k, v in state.items() if k.startswith(s + ".")}
+                  for s in ("encoder", "layout", "backbone")}
+        states["codec"] = self.codec.state_dict()
+        return write_model_dir(out, states, self.names, self.configs, self.generate,
+                               {"run": self.run_dir.name, "step": step})
+
+
 def _atomic_checkpoint(run_dir: Path, model_state: dict[str, torch.Tensor], state: dict[str, Any],
-                       ema: dict[str, torch.Tensor] | None = None) -> Path:
+                       ema: dict[str, torch.Tensor] | None = None, model_dir: "ModelDirSpec | None" = None) -> Path:
+    """``checkpoints/last/``: the training weights, EMA, optimizer/RNG state and (``model_dir``) the model
+    directory that generation loads (EMA weights when on), all swapped in at once."""
     ckpts = run_dir / CKPT_DIR
     ckpts.mkdir(parents=True, exist_ok=True)
     tmp, last, old = ckpts / "last.tmp", ckpts / "last", ckpts / "last.old"
@@ -143,6 +180,8 @@ def _atomic_checkpoint(run_dir: Path, model_state: dict[str, torch.Tensor], stat
     save_weights(model_state, tmp / "model.safetensors")
     if ema is not None:
         save_weights(ema, tmp / EMA_NAME)
+    if model_dir is not None:
+        model_dir.write(tmp / "model", {**model_state, **(ema or {})}, int(state["step"]))
     torch.save(state, tmp / STATE_NAME)
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -223,6 +262,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     _init_distributed(device)
     torch.manual_seed(tc.seed)
     model = build_model(cfg, codec, seed=tc.seed).to(device)
+    model_spec = ModelDirSpec.of(cfg, model, codec, run_dir)
     data = load_training_data(cfg, model)
     step = 0
     metrics_path = run_dir / "metrics.jsonl"
@@ -330,7 +370,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
             model_state, opt_state = _full_states(model, opt, fsdp)  # collective under FSDP
             if rank == 0:
                 _atomic_checkpoint(run_dir, model_state, {"optimizer": opt_state, "scheduler": sched.state_dict(),
-                                                          "rng": _rng_state(), "step": step}, ema)
+                                                          "rng": _rng_state(), "step": step}, ema, model_spec)
     bar.close()
     if writer is not None:
         writer.close()
