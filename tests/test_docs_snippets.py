@@ -69,6 +69,8 @@ SPECS = {
         "config -p smoke --encoder clip encoder.output=cls train.steps=50": ["name: clip", "steps: 50"],
         "config --encoder clip encoder.typo=1": ["Valid keys"]}),
     "README.md: from vidmusic_core import api": Spec("calls", "trains a model (~1 min); tests/test_training.py runs the loop"),
+    "README.md: import vidmusic": Spec("calls", "needs a trained run; tests/test_training.py moves a model directory and "
+                                                "generates from it with vidmusic.load"),
     "README.md: vidmusic import vidmuse_full VidMuse/state_dict.bin -o models/vidmuse clip_heads=12":
         Spec("cli", WEIGHTS, not_run=("generate",)),
     "docs/codecs/rvq_mel.md: audio [B,C,L] ─mean over C─▶ STFT (n_fft 1024, hop 320, Hann, centred) ─▶ |X|² ─Slaney mel─▶ log(mel + 1e-5)": Spec("diagram"),

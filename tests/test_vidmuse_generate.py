@@ -116,9 +116,10 @@ def test_upstream_window_fits_the_backbone(imported: dict[str, Path], tmp_path: 
 
     frames = np.repeat(np.linspace(0, 200, 31 * 4, dtype=np.uint8), 32 * 32 * 3).reshape(-1, 32, 32, 3)
     video = write_video(tmp_path / "half_minute.mp4", frames, 4)
-    wav, = api.generate_from_checkpoint(imported["ckpt"], [video], tmp_path / "out", seconds=30.5,
+    res, = api.generate_from_checkpoint(imported["ckpt"], [video], tmp_path / "out", seconds=30.5,
                                         codec_dir=imported["encodec"], device="cpu", progress=False)
-    meta = json.loads(wav.with_suffix(".json").read_text())
+    wav, meta = res.wav, json.loads(res.json.read_text())
+    assert meta == res.meta
     assert meta["window_seconds"] == 30.0 and len(meta["window_seeds"]) == 2
     audio, sr = sf.read(str(wav))
     assert sr == 32000 and len(audio) == 30.5 * 32000 and np.abs(audio).max() > 1e-3

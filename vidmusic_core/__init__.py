@@ -20,6 +20,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .plugins import Component, PluginHost, Registry, build, get_component, get_host, get_registry, use_host
+from .progress import progress_bar
 from .sampling import merge_forced
 from .components import (
     Backbone,
@@ -64,5 +65,5 @@ __all__ = [
     "MusicOutput", "MusicTokens", "PluginError", "PluginHost", "Registry", "SamplingConfig", "SymbolicCodec",
     "TokenLM", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
-    "load_state_strict", "load_weights", "merge_forced", "normalize_frames", "select_positions", "save_component", "save_weights", "use_host", "video_cuts",
+    "load_state_strict", "load_weights", "merge_forced", "normalize_frames", "progress_bar", "select_positions", "save_component", "save_weights", "use_host", "video_cuts",
 ]

@@ -111,7 +111,7 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
     pieces of ``decode_s`` seconds (None: a window at once) each decoded with up to ``decode_context_s`` of
     codes either side, so the decoder's activations stay small. ``log``: where the cost estimate goes
     (default stderr)."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     fr = float(codec.frame_rate)
@@ -143,7 +143,7 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
         out_wav.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_wav.with_name(f".{out_wav.name}.tmp")
     peak, t_start = 0, time.perf_counter()
-    bar = tqdm(total=len(windows), unit="window", desc=Path(video_path).name, disable=not progress)
+    bar = progress_bar(total=len(windows), unit="window", desc=Path(video_path).name, disable=not progress)
     try:
         for w in windows:
             t0, t1 = w.seconds(fr)

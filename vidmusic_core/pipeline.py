@@ -59,7 +59,7 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
     """Generate music for ``items`` into ``out_dir`` (wav + muxed mp4 + json per item); existing items are
     skipped. ``shuffle``: each item is generated from another item's video (the control, see
     :func:`~vidmusic_core.control.shuffled_sources`); nothing is written for fewer than 2 items."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     from .video import load_frames, mux_audio
 
@@ -73,7 +73,7 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
     clip = float(cfg.data.clip_seconds)
     options = generate_options(cfg)
     written = []
-    bar = tqdm(total=len(todo), desc="generate" + (" (shuffled)" if shuffle else ""), unit="clip", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="generate" + (" (shuffled)" if shuffle else ""), unit="clip", disable=not progress)
     for s in range(0, len(todo), batch_size):
         chunk = todo[s:s + batch_size]
         frames = load_frames([src.video for _, src in chunk], model.encoder.frame_spec, 0.0, clip)

@@ -38,7 +38,7 @@ def generate_long_symbolic(model: Any, codec: SymbolicCodec, video: Path, window
     (window seeds, starts, prompt lengths, MIDI names, the attribute prefix every window used, the per-bar
     controls of each window)."""
     import soundfile as sf
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     from .longform import _window_frames, window_seed
     from .video import FrameSampler, probe_video
@@ -56,7 +56,7 @@ def generate_long_symbolic(model: Any, codec: SymbolicCodec, video: Path, window
     meta: dict[str, list[Any]] = {"window_seeds": [], "window_starts": [], "window_prompt_tokens": [],
                                   "midi_windows": [], "window_attributes": [], "window_bar_controls": []}
     origin, prompt, prompt_s, prompt_ticks = 0.0, [], 0.0, 0  # the music continues from `origin` (s)
-    bar = tqdm(total=round(dur, 2), unit="s", desc=video.name, disable=not progress)
+    bar = progress_bar(total=round(dur, 2), unit="s", desc=video.name, disable=not progress)
     with sf.SoundFile(str(tmp), "w", samplerate=int(codec.sample_rate), channels=1, subtype="PCM_16",
                       format="WAV") as writer:
         index = 0

@@ -391,9 +391,9 @@ def export_corpus(out_dir: Union[str, Path], collection: str = "bach", n: Option
     report = CorpusReport(out, info.name)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from vidmusic_core import progress_bar
 
-        bar = tqdm(total=want, desc=f"corpus {info.name}", unit="piece")
+        bar = progress_bar(total=want, desc=f"corpus {info.name}", unit="piece")
     try:
         for rel, number, name in works:
             if len(report.names) >= want:
