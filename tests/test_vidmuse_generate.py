@@ -175,3 +175,32 @@ def test_chunked_decode_matches_the_whole_and_mux_pads(imported: dict[str, Path]
     dur = probe_video(imported["longer"]).duration
     assert abs(a.shape[-1] / 32000 - dur) < 0.05 and abs(c.shape[-1] / 48000 - dur) < 0.05
     assert float(np.abs(a[..., 40000:]).max()) < 1e-3  # zero-padded past the wav's end (1 s)
+
+
+def test_import_with_codec_dir_writes_a_movable_model_directory(imported: dict[str, Path], tmp_path: Path) -> None:
+    """`vidmusic import vidmuse_full ... codec_dir=ENCODEC` also writes codec/ + model_index.yaml: `generate --model`
+    makes the same music as `--checkpoint --codec-dir`, and still does once the directory is moved and the EnCodec
+    directory it came from is gone."""
+    import yaml
+
+    src = imported["root"] / "VidMuse" / "state_dict.bin"
+    encodec = tmp_path / "encodec_copy"
+    shutil.copytree(imported["encodec"], encodec)
+    res = vidmusic("import", "vidmuse_full", str(src), "-o", str(tmp_path / "m"), "clip_heads=2", f"codec_dir={encodec}")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    index = yaml.safe_load((tmp_path / "m" / "model_index.yaml").read_text())
+    assert index["components"]["codec"]["name"] == "encodec" and index["generate"]["top_k"] == 250
+    assert yaml.safe_load((tmp_path / "m" / "codec" / "config.yaml").read_text())["config"]["weights"] == "hf"
+    old = vidmusic("generate", str(imported["clip"]), "--checkpoint", str(imported["ckpt"]), "--codec-dir",
+                   str(imported["encodec"]), "-o", str(tmp_path / "old"))
+    assert old.returncode == 0, old.stderr[-3000:]
+    moved = tmp_path / "moved" / "vidmuse"
+    shutil.copytree(tmp_path / "m", moved)
+    shutil.rmtree(tmp_path / "m")
+    shutil.rmtree(encodec)
+    new = vidmusic("generate", str(imported["clip"]), "--model", str(moved), "-o", str(tmp_path / "new"))
+    assert new.returncode == 0, new.stderr[-3000:]
+    a, sr_a = sf.read(str(tmp_path / "old" / "clip.wav"))
+    b, sr_b = sf.read(str(tmp_path / "new" / "clip.wav"))
+    assert sr_a == sr_b == 32000 and np.abs(a).max() > 1e-3
+    np.testing.assert_array_equal(a, b)  # same weights, codec, sampling and seed

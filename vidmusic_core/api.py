@@ -106,21 +106,9 @@ def _find_codec_dir(ckpt: Path, settings: dict[str, Any], codec_dir: str | Path 
 
 def _build_encodec(d: Path, n_codebooks: int, delays: Sequence[int]) -> Any:
     """The ``encodec`` codec from directory ``d`` at the bandwidth that gives ``n_codebooks`` codebooks."""
-    from transformers import EncodecConfig
+    from .codecs.encodec import encodec_for_codebooks
 
-    from .codecs.encodec import EncodecCodec
-    from .plugins import build
-
-    hf = EncodecConfig.from_pretrained(str(d), local_files_only=True)
-    per_codebook = float(hf.frame_rate) * int(hf.codebook_nbits) / 1000.0  # kbps one codebook adds
-    options = {round(float(b) / per_codebook): float(b) for b in hf.target_bandwidths}
-    if n_codebooks not in options:
-        raise CheckpointError(
-            f"{d}/config.json: the LM predicts {n_codebooks} codebooks but this EnCodec offers "
-            + ", ".join(f"{k} (at {b:g} kbps)" for k, b in sorted(options.items()))
-            + " at its target_bandwidths; use the EnCodec the model was trained with")
-    return build("codec", "encodec", EncodecCodec.Config(weights=str(d), bandwidth=options[n_codebooks],
-                                                         delays=list(delays)))
+    return encodec_for_codebooks(d, n_codebooks, list(delays))
 
 
 def load_vidmuse_checkpoint(checkpoint: str | Path, codec_dir: str | Path | None = None,

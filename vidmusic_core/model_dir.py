@@ -167,6 +167,19 @@ def write_model_dir(out_dir: str | Path, states: Mapping[str, Mapping[str, torch
     out = Path(out_dir)
     for section in SECTIONS:
         save_component(out / section, dict(states[section]), section, names[section], configs[section])
+    return write_model_index(out, names, generate, provenance)
+
+
+def write_model_index(out_dir: str | Path, names: Mapping[str, str], generate: Mapping[str, Any],
+                      provenance: Mapping[str, Any] | None = None) -> Path:
+    """``model_index.yaml`` of a directory whose component folders (``encoder/`` … ``codec/``, each written by
+    ``save_component``) are in place: importers write their components, then this."""
+    out = Path(out_dir)
+    missing = [s for s in SECTIONS if not (out / s / CONFIG_NAME).is_file()]
+    if missing:
+        raise CheckpointError(f"{out}: no component in {', '.join(s + '/' for s in missing)}; write every section "
+                              "before the index")
+    generate_settings(generate, where=f"{out / MODEL_INDEX} generate")  # refuse unknown settings now, not at use
     index = {"format": FORMAT,
              "components": {s: {"name": names[s], "path": s} for s in SECTIONS},
              "generate": dict(generate), **({"provenance": dict(provenance)} if provenance else {})}

@@ -29,7 +29,8 @@ from typing import Any, Optional
 import torch
 from omegaconf import OmegaConf
 
-from vidmusic_core import CheckpointError, ImportReport, atomic_path, get_component, save_component
+from vidmusic_core import (CheckpointError, ImportReport, atomic_path, get_component, save_component,
+                           write_model_index)
 
 from .backbone import DTYPES, MusicgenBackbone, MusicgenLMConfig
 
@@ -262,13 +263,16 @@ def import_musicgen(source: Path, out_dir: Path, cfg: Optional[MusicgenImportCon
 class VidmuseFullImportConfig:
     """Options of ``vidmusic import vidmuse_full``. ``n_global``, ``clip_heads``, ``sampling``: passed to the
     ``vidmuse`` (visual) importer. ``dtype``: of the written backbone. ``allow_partial``: write despite
-    mismatches."""
+    mismatches. ``codec_dir``: a local transformers EnCodec directory (VidMuse's ``facebook/encodec_32khz``);
+    with it the output is also a whole model directory (``codec/`` + ``model_index.yaml``: ``vidmusic generate
+    VIDEO --model OUT``), its architecture copied to ``codec/hf/config.json`` and its weights into ``codec/``."""
 
     n_global: Optional[int] = None
     clip_heads: Optional[int] = None
     sampling: str = "vidmuse"
     dtype: str = "fp32"
     allow_partial: bool = False
+    codec_dir: Optional[str] = None
 
 
 def _select(xp: Any, key: str, default: Any = None) -> Any:
@@ -396,5 +400,31 @@ def import_vidmuse_full(source: Path, out_dir: Path, cfg: Optional[VidmuseFullIm
     _write_layout(out_dir / "layout", backbone, settings["delays"])
     with atomic_path(out_dir / "vidmuse.yaml") as tmp:
         tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(settings)))
-    report.notes.append(f"codec: {settings['codec']['pretrained']} (not imported; reference written to vidmuse.yaml)")
+    if cfg.codec_dir is None:
+        report.notes.append(f"codec: {settings['codec']['pretrained']} (not imported; reference written to vidmuse.yaml; "
+                            "give codec_dir=ENCODEC_DIR to make OUT a whole model directory)")
+        return report
+    _write_model_dir(out_dir, Path(cfg.codec_dir), backbone, settings)
+    report.notes.append(f"codec: {cfg.codec_dir} -> codec/ (model directory: vidmusic generate VIDEO --model {out_dir})")
     return report
+
+
+def _write_model_dir(out_dir: Path, codec_dir: Path, backbone: MusicgenBackbone, settings: dict[str, Any]) -> None:
+    """``codec/`` (the EnCodec: ``hf/config.json`` + its weights in our format) and ``model_index.yaml`` with
+    VidMuse's sampling (CFG against the black-video null, top-k 250) and windows (30 s, 0.5 s prompt)."""
+    import shutil
+
+    codec = get_component("codec", "encodec").factory.for_codebooks(codec_dir, backbone.n_codebooks,
+                                                                     settings["delays"])
+    if (codec.n_codebooks, codec.cardinality) != (backbone.n_codebooks, backbone.cardinality):
+        raise CheckpointError(f"codec_dir={codec_dir}: this EnCodec has {codec.n_codebooks} codebooks x "
+                              f"{codec.cardinality}, the VidMuse LM predicts {backbone.n_codebooks} x "
+                              f"{backbone.cardinality}; use the EnCodec VidMuse was trained with")
+    (out_dir / "codec" / "hf").mkdir(parents=True, exist_ok=True)
+    shutil.copy(codec_dir / "config.json", out_dir / "codec" / "hf" / "config.json")
+    save_component(out_dir / "codec", codec, "codec", "encodec",
+                   dataclasses.replace(codec.cfg, weights="hf"))  # relative: the directory can move
+    names = {s: str(OmegaConf.load(out_dir / s / "config.yaml").name) for s in ("encoder", "layout", "backbone")}
+    generate = {**settings["sampling"], "window_seconds": float(settings["window_seconds"]),
+                "overlap_seconds": float(settings["overlap_seconds"])}
+    write_model_index(out_dir, {**names, "codec": "encodec"}, generate, {"imported": "vidmuse_full"})

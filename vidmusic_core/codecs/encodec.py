@@ -7,6 +7,7 @@ Tokens: ``[B, K, T]`` with MusicGen's delays ``(0, 1, 2, 3)`` for the generation
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -19,12 +20,23 @@ from ..components import MusicCodec
 from ..types import MusicTokens
 
 
+#: weight files of a transformers EnCodec directory; without one, the directory's config.json gives the
+#: architecture and the weights come from the component's own model.safetensors (a model directory's codec/)
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
 @dataclass
 class EncodecConfig:
     weights: Optional[str] = None  # local transformers EnCodec directory; None = tiny random model
     bandwidth: float = 2.2  # kbps; 2.2 = 4 codebooks at 32 kHz
     delays: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     seed: int = 0
+
+    def resolve_paths(self, base: Path) -> "EncodecConfig":
+        """A relative ``weights`` (as a model directory stores it) is relative to the component directory."""
+        if self.weights and not Path(self.weights).is_absolute():
+            return dataclasses.replace(self, weights=str(Path(base) / self.weights))
+        return self
 
 
 class EncodecCodec(MusicCodec):
@@ -43,7 +55,10 @@ class EncodecCodec(MusicCodec):
             if not (d / "config.json").is_file():
                 raise ConfigError(f"codec.weights={cfg.weights!r}: expected a local transformers EnCodec directory "
                                   "with config.json (e.g. a copy of facebook/encodec_32khz); vidmusic never downloads")
-            self.model = EncodecModel.from_pretrained(str(d), local_files_only=True)
+            if any((d / f).is_file() for f in HF_WEIGHT_FILES):
+                self.model = EncodecModel.from_pretrained(str(d), local_files_only=True)
+            else:  # the architecture only; load_component loads the weights from the component's file
+                self.model = EncodecModel(HFConfig.from_pretrained(str(d), local_files_only=True))
         else:
             hf = HFConfig(sampling_rate=32000, codebook_size=2048, num_filters=8, hidden_size=16, codebook_dim=16,
                           num_lstm_layers=1, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[cfg.bandwidth],
@@ -81,3 +96,24 @@ class EncodecCodec(MusicCodec):
             keep = tokens.mask.repeat_interleave(hop, dim=1)[:, None, : audio.shape[-1]]
             audio = audio[..., : keep.shape[-1]] * keep
         return audio
+
+
+def encodec_for_codebooks(d: Path, n_codebooks: int, delays: "list[int] | tuple[int, ...]") -> EncodecCodec:
+    """(Also ``EncodecCodec.for_codebooks``.) The ``encodec`` codec of local directory ``d`` at the bandwidth that gives ``n_codebooks`` codebooks; a
+    clear error naming the bandwidths ``d`` offers when none does."""
+    from transformers import EncodecConfig as HFConfig
+
+    from ..errors import CheckpointError
+
+    hf = HFConfig.from_pretrained(str(d), local_files_only=True)
+    per_codebook = float(hf.frame_rate) * int(hf.codebook_nbits) / 1000.0  # kbps one codebook adds
+    options = {round(float(b) / per_codebook): float(b) for b in hf.target_bandwidths}
+    if n_codebooks not in options:
+        raise CheckpointError(
+            f"{d}/config.json: the LM predicts {n_codebooks} codebooks but this EnCodec offers "
+            + ", ".join(f"{k} (at {b:g} kbps)" for k, b in sorted(options.items()))
+            + " at its target_bandwidths; use the EnCodec the model was trained with")
+    return EncodecCodec(EncodecConfig(weights=str(d), bandwidth=options[n_codebooks], delays=list(delays)))
+
+
+EncodecCodec.for_codebooks = staticmethod(encodec_for_codebooks)  # type: ignore[attr-defined]
