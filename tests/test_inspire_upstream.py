@@ -92,6 +92,7 @@ def test_moved_imported_directory_still_generates(tmp_path: Path, monkeypatch) -
     from test_inspire import upstream_llm_pt, write_model_dir
     from test_wavtokenizer import write_upstream_dir
     from vidmusic_core import api, load_component
+    from vidmusic_core import VidMusicPipeline
     from vidmusic_core.video import write_video
 
     src = write_model_dir(tmp_path / "src" / "InspireMusic-Tiny", upstream_llm_pt())
@@ -112,10 +113,16 @@ def test_moved_imported_directory_still_generates(tmp_path: Path, monkeypatch) -
     for d in (moved, copied):
         m = load_component(d, expected_kind="backbone")
         assert isinstance(m.tokenizer, QwenTokenizer) and Path(m.cfg.qwen_dir) == d / "qwen"
-        wav, = api.generate_from_checkpoint(d, [video], tmp_path / f"gen_{d.name}", text=["a calm piano piece"],
+        old, = api.generate_from_checkpoint(d, [video], tmp_path / f"gen_{d.name}", text=["a calm piano piece"],
                                             progress=False)
-        audio, sr = sf.read(str(wav))
+        audio, sr = sf.read(str(old.wav))
         assert sr == 24000 and abs(len(audio) / sr - 1.0) < 0.02 and np.isfinite(audio).all()
+        # the import is also a model directory (encoder none, text-only prefix layout, upstream's sampling in
+        # model_index.yaml): the one loader makes the same music as the older --checkpoint path
+        pipe = VidMusicPipeline.from_dir(d, device="cpu")
+        assert (pipe.names["encoder"], pipe.settings().top_k, pipe.settings().min_length) == ("none", 350, 0.9)
+        res, = pipe.generate([video], tmp_path / f"model_{d.name}", text=["a calm piano piece"], progress=False)
+        np.testing.assert_array_equal(sf.read(str(res.wav))[0], audio)
     assert os.path.exists(moved) and not (tmp_path / "a").exists()
 
 

@@ -25,6 +25,9 @@ RATIOS = [8, 5, 4, 2]
 
 @pytest.fixture
 def host(vidmusic_host):
+    import vidmusic_core.builtins
+
+    vidmusic_host.register_plugin(vidmusic_core.builtins, name="core")  # always there: the importer uses its parts
     vidmusic_host.register_plugin(inspire_llm.plugin, name="inspire_llm")
     return vidmusic_host
 
@@ -379,6 +382,7 @@ def test_inspiremusic_import_picks_up_wavtokenizer(host, tmp_path: Path) -> None
     codec = load_component(tmp_path / "with_wt" / "wavtokenizer", expected_kind="codec")
     assert (codec.cardinality, codec.frame_rate, codec.sample_rate) == (V, 75.0, 24000)
     assert (tmp_path / "with_wt" / "model.safetensors").is_file()
+    assert (tmp_path / "with_wt" / "model_index.yaml").is_file() and not (tmp_path / "no_wt" / "model_index.yaml").exists()
     assert torch.equal(codec.state_dict()["head.out.weight"], upstream_state()["head.out.weight"])
     again = WavTokenizerCodec(WavTokenizerCodec.Config(model_dir=str(tmp_path / "with_wt")))  # the import's root
     assert again.source.endswith("wavtokenizer/model.safetensors")

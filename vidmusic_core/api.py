@@ -189,11 +189,9 @@ def generate_from_checkpoint(checkpoint: str | Path, videos: Sequence[str | Path
 def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | Path, text: Sequence[str] | None,
                       seconds: float | None, seed: int, cfg_coef: float, top_k: int) -> list[GeneratedMusic]:
     """Text-to-music with an imported InspireMusic directory (see :func:`generate_from_checkpoint`)."""
-    from .audio import write_wav
     from .checkpoint import load_component
-    from .sampling import generate_tokens
     from .layouts.prefix import PrefixLayout
-    from .types import Condition
+    from .types import Condition, GenerationRequest
     from .video import probe_video
 
     if not (ckpt / "wavtokenizer" / "config.yaml").is_file():

@@ -18,11 +18,13 @@ def register_codecs(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_encoders(register):  # type: ignore[no-untyped-def]
+    from .encoders.blank import BlankEncoder
     from .encoders.concat import ConcatEncoder
     from .encoders.motion import MotionEncoder
 
     register("motion", MotionEncoder, MotionEncoder.Config)
     register("concat", ConcatEncoder, ConcatEncoder.Config)
+    register("none", BlankEncoder, BlankEncoder.Config)
 
 
 @hookimpl

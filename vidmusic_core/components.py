@@ -238,8 +238,10 @@ class TokenLM(MusicBackbone):
                                frame_rate=codec.frame_rate, forced=request.forced, controller=request.controller)
 
     def check_codec(self, codec: "MusicCodec") -> None:
+        """The codec decodes every code this LM can sample: the same codebooks, and no more codes than the codec
+        has (an imported LM may use fewer; training wires them equal, see ``build_model``)."""
         super().check_codec(codec)
-        if self.n_codebooks != codec.n_codebooks or self.cardinality != codec.cardinality:
+        if self.n_codebooks != codec.n_codebooks or self.cardinality > codec.cardinality:
             raise ConfigError(
                 f"backbone {type(self).__name__} predicts {self.n_codebooks} codebook(s) x {self.cardinality} but "
                 f"codec {type(codec).__name__} has {codec.n_codebooks} x {codec.cardinality}; set "

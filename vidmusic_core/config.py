@@ -82,6 +82,8 @@ class GenerateConfig:
     cfg_coef: float = 1.0
     ras_window: int = 0  # repetition-aware sampling window (InspireMusic: 10); 0 = off
     ras_tau: float = 0.1
+    eos: bool = False  # audio token LMs trained with an EOS: each row ends at it (InspireMusic)
+    min_length: float = 0.0  # with eos: EOS banned before this fraction of the requested length (upstream 0.9)
     steps: int = 16  # ODE / diffusion backbones (e.g. flow): solver steps per generation
     window_seconds: Optional[float] = None  # long videos: window length (None = data.clip_seconds)
     overlap_seconds: float = 0.5  # audio-token prompt carried into the next window

@@ -92,6 +92,10 @@ def build_model(cfg: DictConfig, codec: MusicCodec, seed: int | None = None) -> 
         bb_cfg = _set_if_field(bb_cfg, "vocab", codec.vocab_name)
     backbone = bb_comp.build(bb_cfg)
     backbone.check_codec(codec)
+    if isinstance(backbone, TokenLM) and backbone.cardinality != codec.cardinality:  # training needs every code
+        raise ConfigError(f"backbone {bb_comp.name!r} predicts {backbone.cardinality} codes per codebook but codec "
+                          f"{cfg.codec.name!r} has {codec.cardinality}; leave backbone.audio_vocab unset (it follows "
+                          "the codec) or set it to match")
     lay_comp, lay_cfg = component_from_config(cfg, "layout")
     supported: Sequence[str] = backbone.supported_layouts
     if lay_comp.name not in supported:

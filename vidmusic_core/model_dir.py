@@ -171,17 +171,19 @@ def write_model_dir(out_dir: str | Path, states: Mapping[str, Mapping[str, torch
 
 
 def write_model_index(out_dir: str | Path, names: Mapping[str, str], generate: Mapping[str, Any],
-                      provenance: Mapping[str, Any] | None = None) -> Path:
+                      provenance: Mapping[str, Any] | None = None, paths: Mapping[str, str] | None = None) -> Path:
     """``model_index.yaml`` of a directory whose component folders (``encoder/`` … ``codec/``, each written by
-    ``save_component``) are in place: importers write their components, then this."""
+    ``save_component``; ``paths`` to name others, relative, e.g. ``"."`` for a component at the top) are in
+    place: importers write their components, then this."""
     out = Path(out_dir)
-    missing = [s for s in SECTIONS if not (out / s / CONFIG_NAME).is_file()]
+    where = {s: str((paths or {}).get(s, s)) for s in SECTIONS}
+    missing = [s for s in SECTIONS if not (out / where[s] / CONFIG_NAME).is_file()]
     if missing:
-        raise CheckpointError(f"{out}: no component in {', '.join(s + '/' for s in missing)}; write every section "
-                              "before the index")
+        raise CheckpointError(f"{out}: no component in {', '.join(where[s] + '/' for s in missing)}; write every "
+                              "section before the index")
     generate_settings(generate, where=f"{out / MODEL_INDEX} generate")  # refuse unknown settings now, not at use
     index = {"format": FORMAT,
-             "components": {s: {"name": names[s], "path": s} for s in SECTIONS},
+             "components": {s: {"name": names[s], "path": where[s]} for s in SECTIONS},
              "generate": dict(generate), **({"provenance": dict(provenance)} if provenance else {})}
     with atomic_path(out / MODEL_INDEX) as tmp:
         tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(index)))

@@ -45,7 +45,8 @@ def sampling_from(cfg: DictConfig) -> SamplingConfig:
 def sampling_from_settings(g: Any) -> SamplingConfig:
     """:class:`SamplingConfig` from a ``generate`` section (a run's, or a model directory's)."""
     return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
-                          ras_window=g.ras_window, ras_tau=g.ras_tau, steps=g.steps)
+                          ras_window=g.ras_window, ras_tau=g.ras_tau, steps=g.steps, use_eos=bool(g.eos),
+                          min_length=float(g.min_length))
 
 
 def generate_options(cfg: DictConfig) -> dict[str, Any]:

@@ -107,6 +107,7 @@ def generate_tokens(layout: SequenceLayout, backbone: TokenLM, condition: Condit
     lengths = torch.full((B,), n_frames, dtype=torch.long, device=out.device)
     start = torch.tensor(d, device=out.device)
     eos_id = backbone.eos_id
+    min_frames = max(sc.min_frames, int(sc.min_length * n_frames))  # EOS banned before this many frames
     delayed = max(d) > 0
     pending: Tensor | None = None
     step_mask = torch.ones(2 * B if guided else B, 1, dtype=torch.bool, device=out.device)
@@ -115,7 +116,7 @@ def generate_tokens(layout: SequenceLayout, backbone: TokenLM, condition: Condit
     for c in range(n_cols):
         if guided:
             logits = logits[B:] + sc.cfg_coef * (logits[:B] - logits[B:])
-        allow_eos = sc.use_eos and eos_id is not None and c >= sc.min_frames + max(d)
+        allow_eos = sc.use_eos and eos_id is not None and c >= min_frames + max(d)
         if allow_eos and eos_id >= V:  # an EOS id past the codes (audio backbones): only it, on codebook 0
             logits = logits.clone()
             eos_logit = logits[:, 0, eos_id].clone()

@@ -342,7 +342,8 @@ class SamplingConfig:
 
     Token LMs: ``temperature`` (0 = argmax), ``top_k`` / ``top_p`` (0 = off), ``use_eos`` (stop a row
     when codebook 0 samples EOS, not before ``min_frames``), repetition-aware sampling (``ras_window``
-    0 = off; InspireMusic uses 10, ``ras_tau``). Every backbone: ``cfg_coef`` (classifier-free guidance
+    0 = off; InspireMusic uses 10, ``ras_tau``); ``min_length``: EOS is also banned before this fraction
+    of the requested frames (InspireMusic's 0.9). Every backbone: ``cfg_coef`` (classifier-free guidance
     against the null condition; 1 = off). ODE / diffusion backbones: ``steps`` (solver steps).
     """
 
@@ -352,6 +353,7 @@ class SamplingConfig:
     cfg_coef: float = 1.0
     use_eos: bool = False
     min_frames: int = 0
+    min_length: float = 0.0
     ras_window: int = 0
     ras_tau: float = 0.1
     steps: int = 16

@@ -19,6 +19,7 @@ When the model directory has a ``wavtokenizer/`` folder (``config.yaml`` + ``mod
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any, Optional
 import torch
 import yaml
 
-from vidmusic_core import CheckpointError, ImportReport, save_component
+from vidmusic_core import MODEL_INDEX, CheckpointError, ImportReport, get_component, save_component, write_model_index
 
 from .backbone import PRESETS, InspireBackbone, InspireConfig, grow_llm_embedding, read_qwen_config
 from .tokenizer import has_tokenizer_files
@@ -223,4 +224,25 @@ def import_inspiremusic(source: Path, out_dir: Path, cfg: Optional[InspireImport
     from .wavtokenizer import import_wavtokenizer_folder  # local: only when importing
 
     import_wavtokenizer_folder(model_dir, out_dir, report)  # MODEL_DIR/wavtokenizer/ -> OUT/wavtokenizer/
+    if (out_dir / "wavtokenizer" / "config.yaml").is_file():
+        _write_model_index(out_dir, model)
+        report.notes.append(f"model directory: {out_dir / MODEL_INDEX} (vidmusic generate VIDEO --model {out_dir} "
+                            "--text ...)")
     return report
+
+
+def _write_model_index(out_dir: Path, model: InspireBackbone) -> None:
+    """Make OUT a model directory: ``encoder/`` (``none``: text-to-music), ``layout/`` (``prefix``, text only:
+    ``[sos, time_start, time_end, text, task]``), the backbone at OUT itself and the codec in ``wavtokenizer/``;
+    the generate block holds the inference defaults ``vidmusic generate --checkpoint`` has always used for an
+    InspireMusic import (top-k 350, CFG 3.0 against empty text, EOS banned before 0.9 of the length), windows
+    of 30 s."""
+    enc = get_component("encoder", "none")
+    save_component(out_dir / "encoder", enc.build(enc.default_config()), "encoder", "none", enc.default_config())
+    lay = get_component("layout", "prefix")
+    lcfg = dataclasses.replace(lay.default_config(), text_only=True, cond_dim=1, width=model.width,
+                               own_specials=model.n_special_rows == 0)
+    save_component(out_dir / "layout", lay.build(lcfg), "layout", "prefix", lcfg)
+    generate = {"top_k": 350, "cfg_coef": 3.0, "eos": True, "min_length": 0.9, "window_seconds": 30.0}
+    write_model_index(out_dir, {"encoder": "none", "layout": "prefix", "backbone": "inspire", "codec": "wavtokenizer"},
+                      generate, {"imported": "inspiremusic"}, paths={"backbone": ".", "codec": "wavtokenizer"})
