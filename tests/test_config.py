@@ -136,3 +136,21 @@ def test_preset_layout_follows_the_backbone_but_explicit_layout_is_kept():
     explicit = compose(sugar={"backbone": "musicgen", "layout": "prefix"})
     assert explicit.layout.name == "prefix"  # kept: building the model then names both in an error
     assert compose(sugar={"backbone": "inspire"}).layout.name == "aligned"
+
+
+def test_eval_metrics_take_options(tmp_path):
+    """eval.metrics entries are names or {name, options}; options are the metric's config (typos fail at compose)."""
+    from vidmusic_core.config import metric_specs
+
+    y = tmp_path / "m.yaml"
+    y.write_text("eval:\n  metrics: [tempo_acc, {name: beat_f1, options: {window: 0.1}}]\n")
+    cfg = compose(files=[y])
+    (tempo, _), (beat, opts) = metric_specs(cfg.eval.metrics)
+    assert (tempo.name, beat.name, opts.window) == ("tempo_acc", "beat_f1", 0.1)
+    assert beat.build(opts).protocol()["window"] == 0.1  # the score records the option it used
+    y.write_text("eval:\n  metrics: [{name: beat_f1, options: {windw: 0.1}}]\n")
+    with pytest.raises(ConfigError, match="windw"):
+        compose(files=[y])
+    y.write_text("eval:\n  metrics: [{metric: beat_f1}]\n")
+    with pytest.raises(ConfigError, match=r"eval.metrics\[0\]"):
+        compose(files=[y])

@@ -1,5 +1,5 @@
 """The symbolic path through the core: `vidmusic run --backbone musecoco` (remi codec, MIDI outputs and
-MIDI metrics), the backbone's run_defaults, grammar-constrained generation with forced attributes."""
+MIDI metrics), the backbone's preset, grammar-constrained generation with forced attributes."""
 from __future__ import annotations
 
 import json
@@ -24,7 +24,12 @@ from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 BIN = Path(sys.executable).parent
 
 
-def test_backbone_run_defaults_replace_the_embedded_default_but_not_the_user():
+def test_backbone_preset_replaces_the_embedded_default_but_not_the_user():
+    """musecoco_symbolic registers preset `musecoco` (hook register_presets) with default_for=musecoco."""
+    from vidmusic_core.config import preset_names
+
+    assert {"default", "smoke", "toy", "musecoco"} <= set(preset_names())
+    assert compose(presets=["musecoco"]).codec.name == "remi"  # also usable by name
     cfg = compose(sugar={"encoder": "lstv", "backbone": "musecoco"})
     assert cfg.codec.name == "remi" and cfg.layout.name == "prefix" and cfg.layout.reduce == "rate"
     assert cfg.generate.top_k == 15 and cfg.backbone.attribute_loss == 1.0
@@ -35,7 +40,7 @@ def test_backbone_run_defaults_replace_the_embedded_default_but_not_the_user():
     explicit = compose(sugar={"backbone": "musecoco", "codec": "rvq_mel"})
     assert explicit.codec.name == "rvq_mel"  # the user's choice stands (the model builder then names the mismatch)
     inspire = compose(sugar={"backbone": "inspire"})
-    assert inspire.codec.name == "rvq_mel" and inspire.layout.name == "aligned"  # no run_defaults: unchanged
+    assert inspire.codec.name == "rvq_mel" and inspire.layout.name == "aligned"  # no preset of its own: unchanged
 
 
 def _model():

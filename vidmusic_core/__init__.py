@@ -18,6 +18,7 @@ from .errors import (
     UnknownComponentError,
     VidmusicError,
 )
+from .config import Preset
 from .hookspecs import hookimpl
 from .model_dir import MODEL_INDEX, VidMusicPipeline, write_model_index
 from .plugins import Component, PluginHost, Registry, build, get_component, get_host, get_registry, use_host
@@ -62,7 +63,7 @@ except PackageNotFoundError:  # running from a source tree without install
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "IGNORE_INDEX", "Backbone", "BackboneInput", "BackboneOutput", "CheckpointError",
     "Component", "Condition", "ConditionEncoder", "ConfigError", "DuplicateComponentError", "FrameSpec", "Frames",
-    "GenerationRequest", "ImportReport", "LatentCodec", "MODEL_INDEX", "VidMusicPipeline", "write_model_index", "Metric", "MusicBackbone", "MusicCodec", "MusicLatents",
+    "GenerationRequest", "ImportReport", "LatentCodec", "Preset", "MODEL_INDEX", "VidMusicPipeline", "write_model_index", "Metric", "MusicBackbone", "MusicCodec", "MusicLatents",
     "MusicOutput", "MusicTokens", "PluginError", "PluginHost", "Registry", "SamplingConfig", "SymbolicCodec",
     "TokenLM", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",

@@ -42,3 +42,11 @@ def register_metrics(register):  # type: ignore[no-untyped-def]
     from .metrics import register_all
 
     register_all(register)  # beat_f1 cut_hit bcs_bhs tempo_acc key_acc section_align fd_mel fad
+
+
+@hookimpl
+def register_presets(register):  # type: ignore[no-untyped-def]
+    from .config import _shipped_names, shipped_preset
+
+    for name in _shipped_names():  # default (the embedded default), smoke, toy
+        register(name, lambda name=name: shipped_preset(name))

@@ -127,10 +127,6 @@ class MusicBackbone(nn.Module, abc.ABC):
     kind: ClassVar[str] = "backbone"
     representation: ClassVar[str] = "tokens"
     supported_layouts: ClassVar[tuple[str, ...]] = ()
-    # Run-config sections this backbone needs in place of the embedded default's choices (e.g. a
-    # symbolic backbone's codec and sampling); applied right after the base preset, so anything the
-    # user sets still wins. Example: ``{"codec": {"name": "remi"}, "generate": {"top_k": 15}}``.
-    run_defaults: ClassVar[Mapping[str, Any]] = {}
     width: int
     context_length: int | None = None
 

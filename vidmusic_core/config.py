@@ -101,7 +101,8 @@ class GenerateConfig:
 class EvalConfig:
     """Which metrics to compute."""
 
-    metrics: list[str] = field(default_factory=list)
+    # metric names, or {name: NAME, options: {...}} to configure one (options of its config dataclass)
+    metrics: list[Any] = field(default_factory=list)
     shuffled_control: bool = True
 
 
@@ -127,20 +128,62 @@ SECTIONS = (*COMPONENT_SECTIONS, *FIXED_SECTIONS)
 # --------------------------------------------------------------------------------------------------
 # presets and layers
 # --------------------------------------------------------------------------------------------------
-def preset_names() -> list[str]:
-    """Presets shipped in the package (``vidmusic_core/presets/*.yaml``)."""
+@dataclass
+class Preset:
+    """A registered run preset (hook ``register_presets``): ``sections`` (run-config sections as a mapping, or
+    the path of a YAML file holding them), ``default_for`` (a backbone name: applied after ``default``
+    whenever that backbone is chosen), ``description`` (one line for ``vidmusic plugins``)."""
+
+    sections: Any
+    default_for: Optional[str] = None
+    description: str = ""
+
+    def load(self, where: str) -> DictConfig:
+        if isinstance(self.sections, (str, Path)) or hasattr(self.sections, "read_text"):
+            text = self.sections.read_text() if hasattr(self.sections, "read_text") else Path(self.sections).read_text()
+            return _as_dict(OmegaConf.create(text), where)
+        return _as_dict(OmegaConf.create(dict(self.sections)), where)
+
+
+def shipped_preset(name: str) -> Preset:
+    """A YAML preset of the core package (``vidmusic_core/presets/<name>.yaml``)."""
+    return Preset(resources.files("vidmusic_core.presets") / f"{name}.yaml")
+
+
+def _shipped_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("vidmusic_core.presets").iterdir() if p.name.endswith(".yaml"))
 
 
-def load_preset(name: str) -> DictConfig:
-    """A shipped preset by name, or a YAML file path."""
+def preset_names(registry: Registry | None = None) -> list[str]:
+    """Registered presets (every plugin's ``register_presets``; the core's shipped YAML files always)."""
+    return sorted({*(registry or get_registry()).names("preset"), *_shipped_names()})
+
+
+def _preset(reg: Registry, name: str) -> Preset:
+    preset = reg.get("preset", name).build()
+    if not isinstance(preset, Preset):
+        raise ConfigError(f"preset {name!r}: its factory returned {type(preset).__name__}, not a "
+                          "vidmusic_core.config.Preset")
+    return preset
+
+
+def load_preset(name: str, registry: Registry | None = None) -> DictConfig:
+    """A registered preset by name, or a YAML file path."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return _load_yaml(path)
-    res = resources.files("vidmusic_core.presets") / f"{name}.yaml"
-    if not res.is_file():
-        raise ConfigError(f"unknown preset {name!r}; shipped presets: {', '.join(preset_names())}")
-    return _as_dict(OmegaConf.create(res.read_text()), f"preset {name}")
+    reg = registry or get_registry()
+    if name in reg.names("preset"):
+        return _preset(reg, name).load(f"preset {name}")
+    if name in _shipped_names():  # the core's own presets, also on a host without the core plugin
+        return shipped_preset(name).load(f"preset {name}")
+    raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names(reg))} (or a YAML file path)")
+
+
+def backbone_presets(reg: Registry, backbone: str) -> list[str]:
+    """The presets registered with ``default_for`` = ``backbone`` (its run choices), in name order."""
+    name = reg.get("backbone", backbone).name
+    return [p for p in reg.names("preset") if _preset(reg, p).default_for == name]
 
 
 def _load_yaml(path: Path) -> DictConfig:
@@ -223,8 +266,8 @@ def compose(
     reg = registry or get_registry()
     layers: list[tuple[str, DictConfig]] = []
     if base:
-        layers.append((f"preset {base}", load_preset(base)))
-    layers += [(f"preset {p}", load_preset(p)) for p in presets]
+        layers.append((f"preset {base}", load_preset(base, reg)))
+    layers += [(f"preset {p}", load_preset(p, reg)) for p in presets]
     layers += [(str(f), _load_yaml(Path(f))) for f in files]
     sugar_layer = {s: {"name": v} for s, v in (sugar or {}).items() if v is not None}
     if sugar_layer:
@@ -232,13 +275,15 @@ def compose(
     if overrides:
         layers.append(("overrides", _dotlist(overrides)))
 
-    # 1. merge layers section by section; the chosen backbone's ``run_defaults`` (if any) go in right
-    #    after the base preset, so they replace the embedded default's choices but nothing the user set
+    # 1. merge layers section by section; the chosen backbone's presets (``default_for``) go in right after
+    #    the base preset, so they replace the embedded default's choices but nothing the user set
     merged, name_from = _merge_layers(layers, reg)
     backbone = merged["backbone"].get("name")
-    defaults = _backbone_class(reg, backbone).run_defaults if backbone else None
-    if defaults:
-        layers.insert(1 if base else 0, (f"backbone {backbone} run_defaults", OmegaConf.create(dict(defaults))))
+    own = backbone_presets(reg, str(backbone)) if backbone else []
+    if own:
+        at = 1 if base else 0
+        layers[at:at] = [(f"preset {p} (backbone {backbone})", load_preset(p, reg)) for p in own
+                         if f"preset {p}" not in {w for w, _ in layers}]
         merged, name_from = _merge_layers(layers, reg)
     _follow_backbone_layouts(merged, name_from, reg)
 
@@ -265,6 +310,7 @@ def compose(
         except OmegaConfBaseException as exc:
             raise ConfigError(f"{section}: {_omegaconf_msg(exc)}") from exc
         out[section] = dataclasses.asdict(obj)
+    metric_specs(out["eval"]["metrics"], reg)  # a typo in a metric or its options fails now, not after training
     cfg = OmegaConf.create(out)
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_readonly(cfg, True)
@@ -378,3 +424,25 @@ def to_yaml(cfg: DictConfig) -> str:
     """The resolved config as YAML (what ``vidmusic config`` prints and every run directory saves)."""
     return OmegaConf.to_yaml(cfg)
 
+
+def metric_specs(entries: Sequence[Any], registry: Registry | None = None) -> list[tuple[Component, Any]]:
+    """``eval.metrics`` entries -> (metric component, typed options) each: a name, or ``{name, options}``.
+    Unknown metrics, keys or options are a :class:`ConfigError` naming the entry."""
+    reg = registry or get_registry()
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"eval.metrics[{i}]"
+        if isinstance(entry, str):
+            name, options = entry, {}
+        elif isinstance(entry, Mapping) or isinstance(entry, DictConfig):
+            entry = dict(entry)
+            extra = sorted(set(entry) - {"name", "options"})
+            if "name" not in entry or extra:
+                raise ConfigError(f"{where}: expected a metric name or {{name: NAME, options: {{...}}}}, got keys "
+                                  f"{sorted(entry)}")
+            name, options = str(entry["name"]), dict(entry.get("options") or {})
+        else:
+            raise ConfigError(f"{where}: expected a metric name or {{name, options}}, got {entry!r}")
+        comp = reg.get("metric", name)
+        out.append((comp, component_config(comp, options, where=f"{where}.options")))
+    return out

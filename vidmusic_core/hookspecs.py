@@ -71,15 +71,16 @@ def register_layouts(register: RegisterFn) -> None:
 
 @hookspec
 def register_backbones(register: RegisterFn) -> None:
-    """Register music backbones: token LMs over ``K`` codebooks of ``V`` entries (or one vocabulary).
+    """Register music backbones: subclasses of :class:`~vidmusic_core.components.MusicBackbone`.
 
-    The factory builds a :class:`~vidmusic_core.types.Backbone` exposing ``embed(tokens [B,K,T]) ->
-    [B,T,D]``, ``forward(BackboneInput, cache) -> logits [B,K,T,V]`` and a cache, with ``state_dict``
-    names that match its upstream checkpoint where there is one. Optional class attributes:
-    ``supported_layouts`` (layout names), ``run_defaults`` (run-config sections the backbone needs in place
-    of the embedded default's, e.g. its codec; the user's settings still win), ``eos_id`` (an end token;
-    ids ``>= cardinality`` are outside the codec's codes), ``constrain_logits(logits [B, K, V], column)``
-    (a grammar applied at every generation step).
+    A backbone trains with ``loss(BackboneInput)`` and generates with ``generate(layout, GenerationRequest,
+    codec)``; it declares ``representation`` (``tokens`` or ``latents``) and ``supported_layouts``. Token LMs
+    subclass :class:`~vidmusic_core.components.TokenLM` (``embed``, ``forward(inp, cache, logits_positions)``,
+    a cache, ``eos_id``, ``constrain_logits``, the prefix-layout protocol; the sampling loop is inherited);
+    other families (flow matching, diffusion) subclass ``MusicBackbone`` and run their own solver. Run
+    choices a backbone needs (its codec, layout, sampling) are a preset with ``default_for`` (hook
+    ``register_presets``). ``state_dict`` names match the upstream checkpoint where there is one. Register
+    the class itself: ``register("name", MyBackbone, MyBackbone.Config)``. See docs/writing-a-backbone.md.
     """
 
 
@@ -113,6 +114,20 @@ def register_importers(register: RegisterFn) -> None:
     safely (``torch.load(..., weights_only=True)`` or safetensors), maps the keys to vidmusic names,
     writes ``model.safetensors`` + ``config.yaml`` under ``out_dir`` and returns an
     :class:`~vidmusic_core.types.ImportReport` listing missing/unexpected keys by name.
+    """
+
+
+@hookspec
+def register_presets(register: RegisterFn) -> None:
+    """Register run presets (``vidmusic run -p NAME``): ``register(name, factory)`` with ``factory()`` returning a
+    :class:`~vidmusic_core.config.Preset` — run-config sections (a mapping, or a YAML file) and, with
+    ``default_for=BACKBONE``, the backbone whose choices it carries: it is applied right after the
+    ``default`` preset whenever that backbone is chosen (``--backbone musecoco`` picks the ``remi`` codec
+    that way), so anything the user sets still wins. Example::
+
+        @hookimpl
+        def register_presets(register):
+            register("musecoco", lambda: Preset({"codec": {"name": "remi"}}, default_for="musecoco"))
     """
 
 

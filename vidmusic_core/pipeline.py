@@ -98,10 +98,13 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
     return written
 
 
-def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[str]) -> dict[str, Any]:
-    """Score ``samples/`` and ``samples_shuffled/`` with the registered metrics; write ``results.json``."""
+def evaluate_run(run_dir: Path, items: Sequence[Item], metrics: Sequence[Any]) -> dict[str, Any]:
+    """Score ``samples/`` and ``samples_shuffled/`` with the registered ``metrics`` (``eval.metrics`` entries:
+    names, or ``{name, options}``); write ``results.json``."""
     from .audio import load_audio
-    from .plugins import get_component
+    from .config import metric_specs
+
+    specs = metric_specs(metrics)
 
     results: dict[str, Any] = {"metrics": {}, "protocols": {}, "n_items": len(items)}
     for variant in ("samples", "samples_shuffled"):
@@ -122,11 +125,10 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
                              bar_density=meta.get("bar_density"),
                              reference_midi=it.midi or (it.music if it.music_kind == "midi" else None))
             batch.append(entry)
-        for name in metric_names:
-            comp = get_component("metric", name)
-            metric = comp.build()
+        for comp, options in specs:
+            metric = comp.build(options)
             scores = metric.compute(batch)
-            results["protocols"][name] = metric.protocol()
+            results["protocols"][comp.name] = metric.protocol()
             for key, value in scores.items():
                 results["metrics"].setdefault(key, {})["conditioned" if variant == "samples" else "shuffled"] = value
     results[CONTROL_KEY] = control_note(len(items), run_dir / "samples", run_dir / "samples_shuffled")

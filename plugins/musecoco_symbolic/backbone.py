@@ -196,14 +196,6 @@ class MusecocoBackbone(TokenLM):
     # what `vidmusic run --backbone musecoco` needs instead of the embedded (audio) default: the remi
     # codec, the video as a pooled prefix before the attributes, the LM also learning to predict the
     # attributes from the video (attribute_loss), MuseCoco's sampling (top-k 15, T 1.0), MIDI metrics
-    run_defaults = {
-        "codec": {"name": "remi"},
-        "layout": {"name": "prefix", "reduce": "rate", "rate": 2.0, "use_text": False},
-        "backbone": {"name": "musecoco", "attribute_loss": 1.0},
-        "generate": {"top_k": 15, "temperature": 1.0, "cfg_coef": 1.0},
-        "eval": {"metrics": ["beat_f1", "tempo_acc", "key_acc", "section_align", "attribute_control",
-                             "bar_density"]},
-    }
 
     def __init__(self, cfg: Optional[MusecocoConfig] = None) -> None:
         super().__init__()

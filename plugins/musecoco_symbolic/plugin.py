@@ -14,7 +14,7 @@
 """
 from __future__ import annotations
 
-from vidmusic_core import hookimpl
+from vidmusic_core import Preset, hookimpl
 
 from .attribute_head import AttributeHeadConfig, AttributeHeadLayout
 from .backbone import MusecocoBackbone, MusecocoConfig
@@ -47,6 +47,23 @@ def register_importers(register) -> None:  # type: ignore[no-untyped-def]
 def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
     register("attribute_control", AttributeControlMetric, AttributeControlConfig)
     register("bar_density", BarDensityMetric, BarDensityConfig)
+
+
+#: what `--backbone musecoco` needs in place of the embedded default's choices (the remi codec, a prefix
+#: layout over 2 pooled condition tokens per second, top-k 15, MIDI metrics); anything the user sets wins
+MUSECOCO_RUN = {
+    "codec": {"name": "remi"},
+    "layout": {"name": "prefix", "reduce": "rate", "rate": 2.0, "use_text": False},
+    "backbone": {"name": "musecoco", "attribute_loss": 1.0},
+    "generate": {"top_k": 15, "temperature": 1.0, "cfg_coef": 1.0},
+    "eval": {"metrics": ["beat_f1", "tempo_acc", "key_acc", "section_align", "attribute_control", "bar_density"]},
+}
+
+
+@hookimpl
+def register_presets(register) -> None:  # type: ignore[no-untyped-def]
+    register("musecoco", lambda: Preset(MUSECOCO_RUN, default_for="musecoco",
+                                        description="the symbolic path: remi codec, prefix layout, MIDI metrics"))
 
 
 @hookimpl
