@@ -154,3 +154,17 @@ def test_eval_metrics_take_options(tmp_path):
     y.write_text("eval:\n  metrics: [{metric: beat_f1}]\n")
     with pytest.raises(ConfigError, match=r"eval.metrics\[0\]"):
         compose(files=[y])
+
+
+def test_plugin_presets_compose():
+    """The presets plugins register (hook register_presets) compose into their systems' shapes."""
+    from vidmusic_core.config import preset_names
+
+    assert {"vidmuse", "inspiremusic-base", "musecoco", "smoke", "toy", "default"} <= set(preset_names())
+    v = compose(presets=["vidmuse"])
+    assert (v.encoder.name, v.encoder.out_dim, v.layout.name, v.layout.project, v.backbone.name, v.backbone.size,
+            v.codec.name, v.generate.top_k, v.generate.window_seconds) == ("lstv", 1536, "cross", False, "musicgen",
+                                                                           "medium", "encodec", 250, 30.0)
+    i = compose(presets=["inspiremusic-base"])
+    assert (i.backbone.size, i.backbone.hidden, i.codec.name, i.generate.eos, i.generate.min_length) == (
+        "base", None, "wavtokenizer", True, 0.9)
