@@ -8,7 +8,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .checkpoint import atomic_path, load_component, load_state_strict, load_weights, save_component, save_weights
 from .data.toy_soundfont import fixed_soundfont_path
+from .data.cache import ShardStore
 from .encoders.motion import video_cuts
+from .layouts.prefix import PrefixConfig, PrefixLayout
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -24,6 +26,7 @@ from .model_dir import MODEL_INDEX, VidMusicPipeline, write_model_index
 from .plugins import Component, PluginHost, Registry, build, get_component, get_host, get_registry, use_host
 from .progress import progress_bar
 from .sampling import merge_forced
+from .video import write_video
 from .components import (
     Backbone,
     ConditionEncoder,
@@ -63,7 +66,7 @@ except PackageNotFoundError:  # running from a source tree without install
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "IGNORE_INDEX", "Backbone", "BackboneInput", "BackboneOutput", "CheckpointError",
     "Component", "Condition", "ConditionEncoder", "ConfigError", "DuplicateComponentError", "FrameSpec", "Frames",
-    "GenerationRequest", "ImportReport", "LatentCodec", "Preset", "MODEL_INDEX", "VidMusicPipeline", "write_model_index", "Metric", "MusicBackbone", "MusicCodec", "MusicLatents",
+    "GenerationRequest", "ImportReport", "LatentCodec", "Preset", "PrefixConfig", "PrefixLayout", "ShardStore", "write_video", "MODEL_INDEX", "VidMusicPipeline", "write_model_index", "Metric", "MusicBackbone", "MusicCodec", "MusicLatents",
     "MusicOutput", "MusicTokens", "PluginError", "PluginHost", "Registry", "SamplingConfig", "SymbolicCodec",
     "TokenLM", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",

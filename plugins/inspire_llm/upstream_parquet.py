@@ -81,7 +81,7 @@ def read_upstream_shard(path: str | Path) -> list[UpstreamUtterance]:
 
 def to_token_store(utterances: Sequence[UpstreamUtterance], store_dir: str | Path, shard_size: int = 1000) -> Path:
     """Write the semantic tokens as our token cache (``codes [1, T]`` int16, keyed and named by utt)."""
-    from vidmusic_core.data.cache import ShardStore
+    from vidmusic_core import ShardStore
 
     store = ShardStore(store_dir, {"kind": "codec", "source": "inspiremusic-parquet", "codec": "wavtokenizer",
                                    "frame_rate": 75.0, "cardinality": 4096})

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidmusic_core import Condition, ConfigError, MusicTokens
-from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
+from vidmusic_core import Condition, ConfigError, MusicTokens, PrefixConfig, PrefixLayout
 
 from .density import N_DENSITY
 from .vocab import ATTRIBUTE_KEYS, N_ATTRIBUTE_TOKENS, Vocab

@@ -31,8 +31,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from vidmusic_core.checkpoint import atomic_path
-from vidmusic_core.errors import VidmusicError
+from vidmusic_core import VidmusicError, atomic_path
 
 from .attributes import tick_seconds
 
@@ -307,7 +306,7 @@ def _title(score: Any, rel: str, number: Optional[int]) -> str:
 
 def _export_one(corpus: Any, info: Collection, rel: str, number: Optional[int], name: str, out: Path,
                 seconds: Optional[float], program: int, fps: float, colour: str) -> dict[str, Any]:
-    from vidmusic_core.video import write_video
+    from vidmusic_core import write_video
 
     score = corpus.parse(rel, number=number) if number is not None else corpus.parse(rel)
     if hasattr(score, "scores"):  # an Opus: take its first score
