@@ -298,6 +298,17 @@ class MusicCodec(nn.Module, abc.ABC):
         controllers set from the rows' ``videos`` over ``spans`` seconds). Default: unchanged."""
         return request
 
+    def windows(self, backbone: "MusicBackbone", seconds: float, window_s: float, overlap_s: float, out_dir: Path,
+                stem: str, prompt_bars: int = 1) -> Any:
+        """The window policy of a video of ``seconds`` longer than one window, for the one long-video loop
+        (:func:`vidmusic_core.longform.generate_windows`). Default: windows of audio frames, each continuing the
+        last ``overlap_s`` of music (:class:`~vidmusic_core.longform.AudioWindows`)."""
+        import sys
+
+        from .longform import AudioWindows
+
+        return AudioWindows(self, backbone, seconds, window_s, overlap_s, log=lambda msg: print(msg, file=sys.stderr))
+
     def write(self, music: MusicOutput, row: int, seconds: float, out_dir: Path, stem: str) -> dict[str, Any]:
         """Write row ``row`` of generated ``music`` as ``out_dir/<stem>.wav`` (cut to ``seconds``); returns the
         item's metadata (file names relative to ``out_dir``, plus anything the codec records)."""
@@ -321,6 +332,12 @@ class LatentCodec(MusicCodec):
     """Audio <-> continuous latents ``[B, T_a, C]`` at ``frame_rate`` (``latent_dim`` = C), e.g. a VAE."""
 
     representation: ClassVar[str] = "latents"
+
+    def windows(self, backbone: "MusicBackbone", seconds: float, window_s: float, overlap_s: float, out_dir: Path,
+                stem: str, prompt_bars: int = 1) -> Any:
+        raise ConfigError(f"{seconds:.1f} s is longer than one window ({window_s:g} s) and long videos with a latent "
+                          "codec are not supported yet; pass seconds <= the window (--seconds), or set "
+                          "generate.window_seconds")
 
     @abc.abstractmethod
     def encode(self, audio: Tensor) -> MusicLatents:
@@ -367,6 +384,14 @@ class SymbolicCodec(MusicCodec):
     def row_meta(self, tokens: MusicTokens, row: int) -> dict[str, Any]:
         """What a generated row's json records beyond its files (default: nothing)."""
         return {}
+
+    def windows(self, backbone: "MusicBackbone", seconds: float, window_s: float, overlap_s: float, out_dir: Path,
+                stem: str, prompt_bars: int = 1) -> Any:
+        """Windows that end on bar lines and continue the last ``prompt_bars`` bars
+        (:class:`~vidmusic_core.symbolic.BarWindows`; one ``<stem>.wNNN.mid`` per window)."""
+        from .symbolic import BarWindows
+
+        return BarWindows(self, seconds, window_s, out_dir, stem, prompt_bars)
 
     def window_cut(self, tokens: MusicTokens, limit: float, n_bars: int, after: float = 0.0) -> Any:
         """Where a long video's window of generated ``tokens`` (one row) should end so the next window can

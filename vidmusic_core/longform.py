@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .layouts.music import effective_delays
-from .types import Frames, GenerationRequest, MusicTokens, SamplingConfig
+from .types import Frames, GenerationRequest, MusicOutput, MusicTokens, SamplingConfig
 from .video import FrameSampler, PathLike, probe_video
 
 
@@ -99,83 +99,162 @@ def decode_frames(codec: Any, codes: Tensor, start: int, end: int, chunk: int, c
         yield codec.decode(MusicTokens(piece, None, float(codec.frame_rate)))[0, :, left * hop:(left + b - a) * hop]
 
 
+@dataclass
+class Span:
+    """One window to generate: video ``[t0, t1)`` seconds, ``n_frames`` music frames (a token budget for symbolic
+    codecs), the continuation ``prompt`` and/or ``forced`` codes it starts from."""
+
+    index: int
+    t0: float
+    t1: float
+    n_frames: int
+    prompt: Optional[MusicOutput] = None
+    forced: Optional[Tensor] = None
+
+
+class AudioWindows:
+    """Windows of audio frames (token codecs): planned up front (:func:`plan_windows`), each continuing the last
+    ``overlap_s`` of music as its ``request.prompt``; the new frames are decoded in pieces of ``decode_s`` with up
+    to ``decode_context_s`` of codes either side. Keeps every code so far (int64: 1 MB per 10 min)."""
+
+    progress_unit = "window"
+
+    def __init__(self, codec: Any, backbone: Any, dur: float, window_s: float, overlap_s: float,
+                 decode_s: Optional[float] = 10.0, decode_context_s: float = 1.0,
+                 log: Optional[Callable[[str], None]] = None, decode: bool = True) -> None:
+        self.codec, self.fr, self.log = codec, float(codec.frame_rate), log or (lambda msg: None)
+        self.decode, self._next = decode, 0
+        n_frames = int(round(dur * self.fr))
+        W, O = int(round(window_s * self.fr)), int(round(overlap_s * self.fr))
+        ctx = backbone.context_length
+        if ctx is not None and W > ctx:  # context_length counts music frames (MusicGen: 1500 = 30 s; the delay
+            # pattern's extra columns come on top, as upstream's max_duration=30 windows)
+            raise ConfigError(f"window_s={window_s} is {W} music frames > backbone context_length {ctx}; "
+                              "use a shorter window")
+        self.delays = effective_delays(codec.delays, codec.n_codebooks)
+        self.windows = plan_windows(n_frames, W, O)
+        self.codes = torch.zeros(1, len(self.delays), 0, dtype=torch.long)  # all tokens so far [1, K, n]
+        self.chunk = W if decode_s is None else max(1, int(round(decode_s * self.fr)))
+        self.context = max(O, int(round(decode_context_s * self.fr)))
+        self.steps = sum(w.end - w.start + max(self.delays) for w in self.windows)
+        self.window_s, self.overlap_s = window_s, overlap_s
+        self.progress_total = len(self.windows)
+        self.log(f"long-form: {dur:.1f} s -> {n_frames} frames in {len(self.windows)} windows of <= {window_s:g} s "
+                 f"({overlap_s:g} s prompt): {self.steps} decoding steps")
+        self._t_start = time.perf_counter()
+
+    def next_span(self) -> Optional[Span]:
+        if self._next >= len(self.windows):
+            return None
+        w = self.windows[self._next]
+        t0, t1 = w.seconds(self.fr)
+        prompt = MusicTokens(self.codes[:, :, -w.prompt:], None, self.fr) if w.prompt else None
+        return Span(w.index, t0, t1, w.end - w.start, prompt=prompt)
+
+    def finish(self, span: Span, music: MusicOutput, device: Any) -> tuple[list[Tensor], float]:
+        """The new frames appended; their audio ``[C, L]`` pieces, and the progress made (one window)."""
+        w = self.windows[span.index]
+        self._next += 1
+        self.codes = torch.cat([self.codes, music.codes.cpu()], dim=2)  # type: ignore[union-attr]
+        pieces = (list(decode_frames(self.codec, self.codes, w.start, w.end, self.chunk, self.context, device))
+                  if self.decode else [])
+        if w.index == 0 and len(self.windows) > 1:
+            rate = (w.end - w.start + max(self.delays)) / max(time.perf_counter() - self._t_start, 1e-9)
+            self.log(f"long-form: {rate:.1f} steps/s -> about {math.ceil(self.steps / rate)} s in all")
+        return pieces, 1.0
+
+    def meta(self) -> dict[str, Any]:
+        return {"window_seconds": self.window_s, "overlap_seconds": self.overlap_s}
+
+
+@dataclass
+class WindowRun:
+    """What :func:`generate_windows` did: the policy (its state: codes, windows, …), the window seeds, the wav
+    (or None), the most local video frames held at once (flat in video length), the wall time."""
+
+    policy: Any
+    seeds: list[int]
+    wav: Optional[Path]
+    peak_local_frames: int
+    seconds: float
+
+
 @torch.inference_mode()
-def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float, overlap_s: float, *, seed: int = 0,
-                  sampling: Optional[SamplingConfig] = None, text: Optional[str] = None, seconds: Optional[float] = None,
-                  out_wav: Optional[PathLike] = None, progress: bool = True,
-                  log: Optional[Callable[[str], None]] = None, decode_s: Optional[float] = 10.0,
-                  decode_context_s: float = 1.0) -> LongResult:
-    """Music for the whole of ``video_path`` (or its first ``seconds``) in windows of ``window_s`` seconds
-    with ``overlap_s`` seconds of audio-token prompt. ``model``: a ``VidMusicModel`` (encoder, layout,
-    backbone); ``codec``: its codec. ``out_wav``: decode and write the audio there, window by window, in
-    pieces of ``decode_s`` seconds (None: a window at once) each decoded with up to ``decode_context_s`` of
-    codes either side, so the decoder's activations stay small. ``log``: where the cost estimate goes
-    (default stderr)."""
+def generate_windows(model: Any, codec: Any, video_path: PathLike, policy: Any, *, seed: int = 0,
+                     sampling: Optional[SamplingConfig] = None, text: Optional[str] = None,
+                     options: Optional[dict[str, Any]] = None, out_wav: Optional[PathLike] = None,
+                     progress: bool = True) -> WindowRun:
+    """The one long-video loop (DESIGN §7), for every codec: the ``policy`` (:class:`AudioWindows`, or a symbolic
+    codec's :class:`~vidmusic_core.symbolic.BarWindows`) says where each window goes and what it continues;
+    each window is conditioned on **its own** frames (times relative to its start, as in training, plus the whole
+    video's global frames), made by the codec's rules and the backbone (``codec.plan_request`` ->
+    ``backbone.generate``), and its audio is appended to ``out_wav`` (written to a temporary file, renamed at the
+    end: a crash never leaves a half-written wav), so memory does not grow with the video."""
+    import soundfile as sf
+
     from .progress import progress_bar
 
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    fr = float(codec.frame_rate)
-    full = probe_video(video_path).duration
-    dur = full if seconds is None else min(float(seconds), full)
-    n_frames = int(round(dur * fr))
-    W, O = int(round(window_s * fr)), int(round(overlap_s * fr))
-    ctx = model.backbone.context_length
-    d = effective_delays(codec.delays, model.backbone.n_codebooks)
-    if ctx is not None and W > ctx:  # context_length counts music frames (MusicGen: 1500 = 30 s; the delay
-        # pattern's extra columns come on top, as upstream's max_duration=30 windows)
-        raise ConfigError(f"window_s={window_s} is {W} music frames > backbone context_length {ctx}; "
-                          "use a shorter window")
-    windows = plan_windows(n_frames, W, O)
-    steps = sum(w.end - w.start + max(d) for w in windows)
-    log(f"long-form: {dur:.1f} s -> {n_frames} frames in {len(windows)} windows of <= {window_s:g} s "
-        f"({overlap_s:g} s prompt): {steps} decoding steps")
     device = next(model.parameters()).device
     sampler = FrameSampler(model.encoder.frame_spec)
-    codes = torch.zeros(1, len(d), 0, dtype=torch.long)  # all tokens so far [1, K, n] (int64: 1 MB per 10 min)
-    seeds = [window_seed(seed, w.index) for w in windows]
-    chunk = W if decode_s is None else max(1, int(round(decode_s * fr)))
-    context = max(O, int(round(decode_context_s * fr)))
-    writer = None
+    writer = tmp = None
     if out_wav is not None:
-        import soundfile as sf
-
         out_wav = Path(out_wav)
         out_wav.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_wav.with_name(f".{out_wav.name}.tmp")
-    peak, t_start = 0, time.perf_counter()
-    bar = progress_bar(total=len(windows), unit="window", desc=Path(video_path).name, disable=not progress)
+    peak, seeds, t_start = 0, [], time.perf_counter()
+    bar = progress_bar(total=policy.progress_total, unit=policy.progress_unit, desc=Path(video_path).name,
+                       disable=not progress)
     try:
-        for w in windows:
-            t0, t1 = w.seconds(fr)
-            frames = _window_frames(sampler, video_path, t0, t1, device)
+        while (span := policy.next_span()) is not None:
+            frames = _window_frames(sampler, video_path, span.t0, span.t1, device)
             peak = max(peak, int(frames.local.shape[1]))
             cond = model.encoder(frames)
-            prompt = MusicTokens(codes[:, :, -w.prompt:].to(device), None, fr) if w.prompt else None
-            request = GenerationRequest(cond, w.end - w.start, [seeds[w.index]], sampling or SamplingConfig(),
-                                        text=None if text is None else [text], seconds=torch.tensor([t1 - t0]),
-                                        prompt=prompt)
-            toks = model.backbone.generate(model.layout, codec.plan_request(request, model.layout, [video_path],
-                                                                            [(t0, t1)]), codec)
-            codes = torch.cat([codes, toks.codes.cpu()], dim=2)
-            if out_wav is not None:  # decode the new frames (codes before and after them as context)
-                for audio in decode_frames(codec, codes, w.start, w.end, chunk, context, device):
+            seeds.append(window_seed(seed, span.index))
+            prompt = span.prompt
+            if prompt is not None:
+                prompt = MusicTokens(prompt.codes.to(device), prompt.mask.to(device), prompt.frame_rate)  # type: ignore[union-attr]
+            request = GenerationRequest(cond, span.n_frames, [seeds[-1]], sampling or SamplingConfig(),
+                                        text=None if text is None else [text], seconds=torch.tensor([span.t1 - span.t0]),
+                                        prompt=prompt, forced=span.forced, options=dict(options or {}))
+            request = codec.plan_request(request, model.layout, [video_path], [(span.t0, span.t1)])
+            music = model.backbone.generate(model.layout, request, codec)
+            pieces, done = policy.finish(span, music, device)
+            if out_wav is not None:
+                for audio in pieces:  # [C, L]
                     if writer is None:
                         writer = sf.SoundFile(str(tmp), "w", samplerate=int(codec.sample_rate),
                                               channels=int(audio.shape[0]), subtype="PCM_16", format="WAV")
                     writer.write(np.clip(audio.float().cpu().numpy().T, -1.0, 1.0))
-            bar.update(1)
-            if w.index == 0 and len(windows) > 1:
-                rate = (w.end - w.start + max(d)) / max(time.perf_counter() - t_start, 1e-9)
-                log(f"long-form: {rate:.1f} steps/s -> about {math.ceil(steps / rate)} s in all")
+            bar.update(done)
     finally:
         bar.close()
         if writer is not None:
             writer.close()
     if writer is not None:
-        tmp.replace(out_wav)  # atomic: a crash never leaves a half-written wav under the final name
-    return LongResult(MusicTokens(codes, None, fr), windows, seeds, Path(out_wav) if writer is not None else None,
-                      peak, {"total": round(time.perf_counter() - t_start, 3)})
+        tmp.replace(out_wav)  # type: ignore[union-attr]
+    return WindowRun(policy, seeds, Path(out_wav) if writer is not None else None, peak,
+                     round(time.perf_counter() - t_start, 3))
 
 
-__all__ = ["ContinuationLayout", "LongResult", "Window", "decode_frames", "generate_long",
-           "plan_windows", "window_seed"]
+def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float, overlap_s: float, *, seed: int = 0,
+                  sampling: Optional[SamplingConfig] = None, text: Optional[str] = None, seconds: Optional[float] = None,
+                  out_wav: Optional[PathLike] = None, progress: bool = True,
+                  log: Optional[Callable[[str], None]] = None, decode_s: Optional[float] = 10.0,
+                  decode_context_s: float = 1.0) -> LongResult:
+    """Music for the whole of ``video_path`` (or its first ``seconds``) with an audio-token codec, in windows of
+    ``window_s`` seconds with ``overlap_s`` seconds of token prompt (:class:`AudioWindows` through
+    :func:`generate_windows`). ``out_wav``: decode and write the audio there, window by window, in pieces of
+    ``decode_s`` seconds (None: a window at once) each decoded with up to ``decode_context_s`` of codes either
+    side. ``log``: where the cost estimate goes (default stderr)."""
+    full = probe_video(video_path).duration
+    dur = full if seconds is None else min(float(seconds), full)
+    policy = AudioWindows(codec, model.backbone, dur, window_s, overlap_s, decode_s, decode_context_s,
+                          log or (lambda msg: print(msg, file=sys.stderr)), decode=out_wav is not None)
+    run = generate_windows(model, codec, video_path, policy, seed=seed, sampling=sampling, text=text,
+                           out_wav=out_wav, progress=progress)
+    return LongResult(MusicTokens(policy.codes, None, policy.fr), policy.windows, run.seeds, run.wav,
+                      run.peak_local_frames, {"total": run.seconds})
+
+
+__all__ = ["AudioWindows", "LongResult", "Span", "Window", "WindowRun", "decode_frames", "generate_long",
+           "generate_windows", "plan_windows", "window_seed"]

@@ -61,10 +61,10 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
     ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and ``<stem>.json`` (``meta`` +
     seed, seconds, sampling settings, and what the codec records). ``seconds`` defaults to the whole video. A
     video up to ``window_seconds`` is generated at once (:func:`vidmusic_core.clips.generate_clips`, files by
-    ``codec.write``); a longer one in windows, each conditioned on its own frames: audio codecs through
-    :func:`longform.generate_long` (``overlap_seconds`` of prompt, audio written window by window, one progress
-    bar per video), symbolic codecs through :func:`symbolic.generate_long_symbolic` (each window prompted with
-    the previous window's last ``prompt_bars`` bars; ``<stem>.wNNN.mid`` per window). Item seeds:
+    ``codec.write``); a longer one in windows, each conditioned on its own frames, through the one long-video loop
+    (:func:`longform.generate_windows`) with the codec's window policy (``codec.windows``: audio codecs continue
+    ``overlap_seconds`` of prompt; symbolic codecs end windows on bar lines and continue the last ``prompt_bars``
+    bars, one ``<stem>.wNNN.mid`` per window); audio is written window by window, one progress bar per video. Item seeds:
     ``item_seed(seed, stem)``. Symbolic codecs: ``attributes`` forces attribute-prefix values, ``max_tokens``
     the token budget.
 
@@ -101,8 +101,7 @@ def _one_video(model: Any, codec: Any, video: Path, out: Path, device: Any, opti
                prompt_bars: int) -> GeneratedMusic:
     """The files of one video (see :func:`generate_with_model`)."""
     from .clips import generate_clips
-    from .longform import generate_long
-    from .symbolic import generate_long_symbolic
+    from .longform import generate_windows
     from .video import load_frames, probe_video
 
     dur = probe_video(video).duration
@@ -118,19 +117,11 @@ def _one_video(model: Any, codec: Any, video: Path, out: Path, device: Any, opti
         music = generate_clips(model, codec, cond, torch.tensor([secs]), [s], sampling,
                                text=None if caption is None else [caption], options=options, videos=[str(video)])
         info.update(codec.write(music, 0, secs, out, video.stem))
-    elif codec.representation == "symbolic":  # windows of MIDI that end on bar lines, the first prefix kept
-        info.update(generate_long_symbolic(model, codec, video, window_seconds, seed=s, sampling=sampling,
-                                           out_dir=out, stem=video.stem, seconds=secs,
-                                           attributes=options["attributes"], max_tokens=options["max_tokens"],
-                                           progress=progress, prompt_bars=prompt_bars))
-    elif codec.representation == "latents":
-        raise ConfigError(f"{video}: {secs:.1f} s is longer than one window ({window_seconds:g} s) and long videos "
-                          "with a latent codec are not supported yet; pass seconds <= the window (--seconds), or "
-                          "set generate.window_seconds")
-    else:  # windows of audio tokens, each continuing the previous one's last frames
-        res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
-                            text=caption, seconds=secs, out_wav=wav, progress=progress)
-        info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
+    else:  # one loop for every codec; the codec's window policy says where windows end and what they continue
+        policy = codec.windows(model.backbone, secs, window_seconds, overlap_seconds, out, video.stem, prompt_bars)
+        run = generate_windows(model, codec, video, policy, seed=s, sampling=sampling, text=caption, options=options,
+                               out_wav=wav, progress=progress)
+        info.update(window_seeds=run.seeds, **policy.meta())
     write_video_outputs(video, wav, out, info)
     return GeneratedMusic(video, wav, out / f"{video.stem}.mp4", out / f"{video.stem}.json",
                           out / info["midi"] if info.get("midi") else None, info)
