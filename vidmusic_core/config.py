@@ -82,6 +82,8 @@ class GenerateConfig:
     cfg_coef: float = 1.0
     ras_window: int = 0  # repetition-aware sampling window (InspireMusic: 10); 0 = off
     ras_tau: float = 0.1
+    # backbones with a structure embedding (InspireMusic): intro | verse | chorus | outro; None = layout.structure
+    structure: Optional[str] = None
     window_seconds: Optional[float] = None  # long videos: window length (None = data.clip_seconds)
     overlap_seconds: float = 0.5  # audio-token prompt carried into the next window
     # symbolic codecs (no frame rate): token budget per clip; None = the attribute prefix + 100 per second

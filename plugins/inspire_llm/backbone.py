@@ -28,7 +28,7 @@ import warnings
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -294,8 +294,14 @@ class InspireBackbone(Backbone):
         """Text ids long ``[B, L]`` -> ``[B, L, D]`` (Qwen's input embedding)."""
         return self.text_embedding(ids)
 
-    def embed_structure(self, labels: Tensor) -> Tensor:
-        """Structure ids long ``[B, S]`` (see :data:`STRUCTURE_LABELS`) -> ``[B, S, D]``."""
+    def embed_structure(self, labels: Union[Tensor, Sequence[str]]) -> Tensor:
+        """Structure ids long ``[B, S]`` -> ``[B, S, D]``, or one label per row (``intro``, ``verse``, ``chorus``,
+        ``outro``, … see :data:`STRUCTURE_LABELS`) -> ``[B, 1, D]``."""
+        if not isinstance(labels, Tensor):
+            bad = sorted({str(x) for x in labels if x not in STRUCTURE_LABELS})
+            if bad:
+                raise ConfigError(f"structure label(s) {bad} unknown; use one of {', '.join(STRUCTURE_LABELS)}")
+            labels = torch.tensor([[STRUCTURE_LABELS[x]] for x in labels], device=self.chorus_embedding.weight.device)
         return self.chorus_embedding(labels)
 
     def embed_time(self, seconds: Tensor) -> Tensor:
