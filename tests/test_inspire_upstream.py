@@ -139,3 +139,85 @@ def test_musecoco_import_has_no_absolute_paths(tmp_path: Path) -> None:
     from vidmusic_core import load_component
 
     assert load_component(tmp_path / "moved", expected_kind="backbone").cardinality == 1253
+
+
+# -- the text-to-music prompt (llm.py ``inference``, task text-to-music) --------------------------------
+def upstream_prompt(state: dict, text_ids: Tensor, time_start: float, time_end: float, chorus: int
+                    ) -> tuple[Tensor, Tensor]:
+    """``lm_input`` and ``lm_cf_input`` of upstream ``LLM.inference`` for text-to-music, transcribed: ``[sos,
+    time_start, time_end, chorus, text, task_id]`` and, for CFG, ``[sos, rand, rand, rand, text(zeros), task_id]``
+    (the seconds as its CLI builds them: ``torch.tensor([t], dtype=torch.float64)``)."""
+    emb = state["text_embedding.weight"]
+    D = emb.shape[1]
+    text = emb[text_ids]  # [1, L, D]
+    text_cfg = emb[text_ids.new_zeros(text_ids.shape)]
+    ts = upstream_time_embedding(torch.tensor([time_start], dtype=torch.float64), D).reshape(1, 1, -1)
+    te = upstream_time_embedding(torch.tensor([time_end], dtype=torch.float64), D).reshape(1, 1, -1)
+    ch = state["chorus_embedding.weight"][torch.tensor([chorus])].reshape(1, 1, -1)
+    sos = state["llm_embedding.weight"][0].reshape(1, 1, -1)
+    task = state["llm_embedding.weight"][1].reshape(1, 1, -1)
+    lm_input = torch.concat([sos, ts, te, ch, text, task], dim=1)
+    lm_cf_input = torch.concat([sos, torch.rand_like(ts), torch.rand_like(te), torch.rand_like(ch), text_cfg, task], dim=1)
+    return lm_input, lm_cf_input
+
+
+def test_text_to_music_prompt_and_cfg_null_equal_upstream(tmp_path: Path) -> None:
+    """An imported llm.pt prompted through the prefix layout (as ``vidmusic generate --checkpoint`` does) gives
+    upstream's ``[sos, t_start, t_end, chorus, text, task]`` row for row (bit-equal), with upstream's default
+    structure ``intro``; ``cfg_null=True`` gives its null branch: the same sos/task rows, zero text ids over the
+    conditional text's length, and U[0, 1) time / structure rows (upstream: ``torch.rand_like``)."""
+    from inspire_llm.importer import import_inspiremusic
+    from test_inspire import upstream_llm_pt, write_model_dir
+    from vidmusic_core import Condition, load_component
+    from vidmusic_core.layouts.prefix import PrefixLayout
+
+    state = upstream_llm_pt()
+    assert import_inspiremusic(write_model_dir(tmp_path / "m", state), tmp_path / "imp").ok
+    bb = load_component(tmp_path / "imp", expected_kind="backbone").eval()
+    layout = PrefixLayout(PrefixLayout.Config(text_only=True, cond_dim=1, width=bb.width, own_specials=False))
+    assert layout.cfg.structure == "intro"
+    caption = "upbeat piano music with drums"
+    ids = torch.tensor([bb.tokenizer.encode(caption)])
+    none = Condition(torch.zeros(2, 1, 1), torch.ones(2, 1, dtype=torch.bool), torch.zeros(2, 1))
+    with torch.inference_mode():
+        ours = layout.prompt(bb, none, [caption, ""], torch.tensor([30.0, 30.0]), cfg_null=True)
+    want, want_null = upstream_prompt(state, ids, 0.0, 30.0, chorus=0)
+    assert ours.inputs_embeds.shape == (2, want.shape[1], bb.width) and bool(ours.attention_mask.all())
+    assert torch.equal(ours.inputs_embeds[0], want[0].float())
+    null = ours.inputs_embeds[1]
+    L = ids.shape[1]
+    for i in (0, 4 + L):  # sos, task
+        assert torch.equal(null[i], want_null[0, i])
+    assert torch.equal(null[4:4 + L], want_null[0, 4:4 + L])  # zero text ids
+    rand = null[1:4]
+    assert bool(((rand >= 0) & (rand < 1)).all()) and not torch.equal(rand, want[0, 1:4].float())
+    with torch.inference_mode():  # deterministic: the same null rows every call
+        again = layout.prompt(bb, none, [caption, ""], torch.tensor([30.0, 30.0]), cfg_null=True).inputs_embeds[1]
+        one = Condition(torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1))
+        plain = layout.prompt(bb, one, [caption], torch.tensor([30.0])).inputs_embeds  # no CFG: the row alone
+    assert torch.equal(again, null) and torch.equal(plain[0], ours.inputs_embeds[0])
+
+
+def test_structure_label_from_generate_config_and_errors() -> None:
+    """``generate.structure`` sets the prefix layout's label; the backbone maps it with upstream's training map
+    and names the valid labels for an unknown one."""
+    import pytest
+
+    from inspire_llm.backbone import STRUCTURE_LABELS
+    from vidmusic_core import ConfigError
+    from vidmusic_core.config import compose
+    from vidmusic_core.model import build_model
+
+    class Codec:
+        n_codebooks, cardinality, delays, frame_rate = 1, 32, (0,), 75.0
+
+    cfg = compose(sugar={"encoder": "clip", "layout": "prefix", "backbone": "inspire"}, base=None,
+                  overrides=["encoder.output=cls", "encoder.image_size=32", "encoder.patch_size=16",
+                             "generate.structure=verse"])
+    m = build_model(cfg, Codec(), seed=0)
+    assert m.layout.cfg.structure == "verse"
+    row = m.backbone.embed_structure(["verse", "outro"])
+    assert row.shape == (2, 1, m.backbone.width)
+    assert torch.equal(row[0, 0], m.backbone.chorus_embedding.weight[STRUCTURE_LABELS["verse"]])
+    with pytest.raises(ConfigError, match="bridge.*intro"):
+        m.backbone.embed_structure(["bridge"])

@@ -87,7 +87,7 @@ def test_text_and_time_enter_the_prefix_left_padded():
     n_text = len(m.backbone.tokenizer.encode("a calm piano piece"))
     assert (~mask[1]).sum() == n_text and not mask[1, :n_text].any()  # padding moved to the left
     no_time = model("prefix", overrides=["layout.use_time=false"]).layout(m.backbone, cond, music())
-    assert inp.music_start == no_time.music_start + 2 + n_text
+    assert inp.music_start == no_time.music_start + 3 + n_text  # time start, end, structure (InspireMusic's)
 
 
 def test_reductions_keep_the_whole_clip():

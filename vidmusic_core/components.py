@@ -86,8 +86,11 @@ class SequenceLayout(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def prompt(self, backbone: "TokenLM", condition: Condition, text: Sequence[str] | None = None,
-               seconds: Tensor | None = None) -> BackboneInput:
-        """The generation prompt (everything before the first music token)."""
+               seconds: Tensor | None = None, cfg_null: bool = False) -> BackboneInput:
+        """The generation prompt (everything before the first music token). ``cfg_null``: the batch is
+        ``[conditional rows; their classifier-free-guidance null rows]`` (the sampling loop doubles it, with
+        ``condition.null_like()`` and empty text in the second half); a layout may build the null half its own
+        way (the prefix layout does as upstream InspireMusic)."""
 
     def step_embeds(self, backbone: "TokenLM", codes: Tensor, position: int,
                     condition: Condition) -> Tensor:
@@ -203,8 +206,9 @@ class TokenLM(MusicBackbone):
         """Seconds float ``[B, S]`` -> ``[B, S, D]`` (backbones with ``takes_time``)."""
         raise ConfigError(f"{type(self).__name__} has no time embedding")
 
-    def embed_structure(self, labels: Tensor) -> Tensor:
-        """Structure label ids long ``[B, S]`` -> ``[B, S, D]`` (backbones with ``takes_structure``)."""
+    def embed_structure(self, labels: "Tensor | Sequence[str]") -> Tensor:
+        """Structure labels (ids long ``[B, S]``, or one label name per row) -> ``[B, S, D]`` (backbones with
+        ``takes_structure``)."""
         raise ConfigError(f"{type(self).__name__} has no structure embedding")
 
     # -- training and generation ----------------------------------------------------------------

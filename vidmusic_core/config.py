@@ -85,6 +85,8 @@ class GenerateConfig:
     eos: bool = False  # audio token LMs trained with an EOS: each row ends at it (InspireMusic)
     min_length: float = 0.0  # with eos: EOS banned before this fraction of the requested length (upstream 0.9)
     steps: int = 16  # ODE / diffusion backbones (e.g. flow): solver steps per generation
+    # backbones with a structure embedding (InspireMusic): intro | verse | chorus | outro; None = layout.structure
+    structure: Optional[str] = None
     window_seconds: Optional[float] = None  # long videos: window length (None = data.clip_seconds)
     overlap_seconds: float = 0.5  # audio-token prompt carried into the next window
     # symbolic codecs (no frame rate): token budget per clip; None = the attribute prefix + 100 per second

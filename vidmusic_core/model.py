@@ -106,6 +106,8 @@ def build_model(cfg: DictConfig, codec: MusicCodec, seed: int | None = None) -> 
               "frame_rate": codec.frame_rate, "own_specials": own_specials}
     if codec.vocab_name is not None:
         wiring["vocab"] = codec.vocab_name
+    if cfg.generate.structure is not None:  # the label of the structure row (prefix layout)
+        wiring["structure"] = str(cfg.generate.structure)
     for k, v in wiring.items():
         lay_cfg = _set_if_field(lay_cfg, k, v)
     layout = lay_comp.build(lay_cfg)

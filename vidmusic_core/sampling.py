@@ -100,7 +100,7 @@ def generate_tokens(layout: SequenceLayout, backbone: TokenLM, condition: Condit
     gens = [torch.Generator(device=condition.tokens.device).manual_seed(int(s)) for s in seeds]
 
     cache = backbone.new_cache()
-    logits = _forward_last(backbone, layout.prompt(backbone, cond, txt, secs), cache)  # [B', K, V']
+    logits = _forward_last(backbone, layout.prompt(backbone, cond, txt, secs, cfg_null=guided), cache)  # [B', K, V']
     pad = delay_pad(backbone)
     out = torch.full((B, K, n_cols), pad, dtype=torch.long, device=condition.tokens.device)
     stopped = torch.zeros(B, dtype=torch.bool, device=out.device)
@@ -183,8 +183,8 @@ class ContinuationLayout(SequenceLayout):
         return self.base(backbone, condition, music, text, **kw)
 
     def prompt(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
-               seconds: Tensor | None = None) -> BackboneInput:
-        inp = self.base.prompt(backbone, condition, text, seconds)
+               seconds: Tensor | None = None, cfg_null: bool = False) -> BackboneInput:
+        inp = self.base.prompt(backbone, condition, text, seconds, cfg_null)
         B, P = inp.inputs_embeds.shape[0], self.prompt_codes.shape[2]
         delayed = apply_delays(self._rows(B), self.delays, delay_pad(backbone))[:, :, :P]  # [B, K, P]
         cols = [self.base.step_embeds(backbone, delayed[:, :, c:c + 1], c, condition) for c in range(P)]

@@ -21,14 +21,14 @@ embedding of a frame is the sum of its K code embeddings and ``llm_decoder`` has
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
 import warnings
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -111,10 +111,10 @@ class InspireConfig:
     ``size``: preset ``tiny`` | ``base`` (Qwen2-0.5B shape, D 896) | ``1.5b`` | ``1.5b-long`` (Qwen2.5-1.5B
     shape, D 1536). ``qwen_dir``: a local directory with a Qwen ``config.json`` (and tokenizer files):
     its sizes replace the preset's, and its tokenizer encodes text; relative in a saved component's
-    ``config.yaml`` (an import writes ``qwen``): relative to that directory (:meth:`resolve_paths`). Explicit ``hidden``, ``layers``,
-    ``heads``, ``kv_heads``, ``intermediate``, ``text_vocab``, ``tie_word_embeddings``, ``rope_theta``,
-    ``rms_norm_eps`` win over both. ``audio_vocab``: A (None: preset; 4096 upstream, 256 tiny = the
-    ``rvq_mel`` codebook size). ``n_codebooks``: K (1 = upstream; >1 = parallel heads, see module doc).
+    ``config.yaml`` (an import writes ``qwen``): relative to that directory (:meth:`resolve_paths`).
+    Explicit ``hidden``, ``layers``, ``heads``, ``kv_heads``, ``intermediate``, ``text_vocab``,
+    ``tie_word_embeddings``, ``rope_theta``, ``rms_norm_eps`` win over both. ``audio_vocab``: A (None: preset;
+    4096 upstream, 256 tiny = the ``rvq_mel`` codebook size). ``n_codebooks``: K (1 = upstream; >1 = parallel heads, see module doc).
     ``video_task``: ``llm_embedding`` has a third row for the video task. ``dtype``: fp32 | bf16 | fp16.
     ``attn``: transformers attention implementation (``sdpa``, ``eager``, ``flash_attention_2``).
     ``context_length``: longest sequence the generation loop should use (None: preset).
@@ -297,8 +297,14 @@ class InspireBackbone(TokenLM):
         """Text ids long ``[B, L]`` -> ``[B, L, D]`` (Qwen's input embedding)."""
         return self.text_embedding(ids)
 
-    def embed_structure(self, labels: Tensor) -> Tensor:
-        """Structure ids long ``[B, S]`` (see :data:`STRUCTURE_LABELS`) -> ``[B, S, D]``."""
+    def embed_structure(self, labels: Union[Tensor, Sequence[str]]) -> Tensor:
+        """Structure ids long ``[B, S]`` -> ``[B, S, D]``, or one label per row (``intro``, ``verse``, ``chorus``,
+        ``outro``, … see :data:`STRUCTURE_LABELS`) -> ``[B, 1, D]``."""
+        if not isinstance(labels, Tensor):
+            bad = sorted({str(x) for x in labels if x not in STRUCTURE_LABELS})
+            if bad:
+                raise ConfigError(f"structure label(s) {bad} unknown; use one of {', '.join(STRUCTURE_LABELS)}")
+            labels = torch.tensor([[STRUCTURE_LABELS[x]] for x in labels], device=self.chorus_embedding.weight.device)
         return self.chorus_embedding(labels)
 
     def embed_time(self, seconds: Tensor) -> Tensor:

@@ -12,9 +12,10 @@ Sizes come from ``args`` (``decoder_layers``, ``decoder_embed_dim``, ``decoder_a
 width); the layer order and the final LayerNorm are read separately (:func:`layer_norm_placement`).
 Parameter names are kept (our module uses fairseq's); ``decoder.version`` and
 ``decoder.embed_positions._float_tensor`` are fairseq bookkeeping buffers and are dropped with a note. The
-vocabulary is fairseq's ``dict.txt`` (``dict_file``, default: beside the checkpoint; absent: upstream's dict, which our ``musecoco`` vocabulary reproduces): rows of
-``embed_tokens``/``output_projection`` are reordered to our ``musecoco`` ids; our symbols missing from
-the dict are reported as missing ``vocab:<symbol>``, dict symbols we do not have as unexpected.
+vocabulary is fairseq's ``dict.txt`` (``dict_file``, default: beside the checkpoint; absent: upstream's
+dict, which our ``musecoco`` vocabulary reproduces): rows of ``embed_tokens``/``output_projection`` are
+reordered to our ``musecoco`` ids; our symbols missing from the dict are reported as missing
+``vocab:<symbol>``, dict symbols we do not have as unexpected.
 """
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ class CrossLayout(SequenceLayout):
                              memory_mask=mem_mask, music_start=1)
 
     def prompt(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
-               seconds: Tensor | None = None) -> BackboneInput:
+               seconds: Tensor | None = None, cfg_null: bool = False) -> BackboneInput:
         mem, mem_mask = self.memory(condition)
         B = mem.shape[0]
         return BackboneInput(inputs_embeds=self.bos.expand(B, 1, -1), attention_mask=torch.ones(B, 1, dtype=torch.bool,

@@ -2,15 +2,19 @@
 
 ``prefix`` (InspireMusic's order, extended for video)::
 
-    [sos] [time_start] [time_end] [text …] [sos] [condition …] [task] [music col 0] [music col 1] …
+    [sos] [time_start] [time_end] [structure] [text …] [sos] [condition …] [task] [music col 0] [music col 1] …
 
 The condition is reduced (``reduce``: per-frame mean/first token, or bins of ``1/rate`` s — the whole
 clip stays in view, nothing is cut) and projected to the backbone width by ``visual_feature_proj``.
 ``sos``/``task`` are the backbone's ``special`` rows when it declares ``n_special_rows`` (InspireMusic's
 ``llm_embedding``: sos 0, task 1, video task 2), else the layout's own ``special_embedding``. Time rows
-use the backbone's ``embed_time`` when it ``takes_time``; text its ``tokenize`` + ``embed_text`` when it
-``takes_text`` (the declared protocol of :class:`~vidmusic_core.components.TokenLM`). Prefixes are
-left-padded, so music starts at the same position ``P`` in every row (batched generation).
+use the backbone's ``embed_time`` when it ``takes_time``; the structure row (``layout.structure``,
+InspireMusic's ``chorus_embedding``) its ``embed_structure`` when it ``takes_structure``; text its
+``tokenize`` + ``embed_text`` when it ``takes_text`` (the declared protocol of
+:class:`~vidmusic_core.components.TokenLM`). Prefixes are left-padded, so music starts at the same position
+``P`` in every row (batched generation). ``cfg_null=True`` builds the second half of the batch as the
+classifier-free-guidance null of the first, as upstream InspireMusic does (``llm.py`` ``inference``: the same
+sos/task rows, ``torch.rand_like`` time and structure rows, zero text ids over the conditional text's length).
 
 ``aligned``: the condition, pooled per frame, is resampled onto the music frame times (sample and
 hold) and added to the input at each music position through ``aligned_proj`` (zero-initialised, so
@@ -50,6 +54,8 @@ class PrefixConfig:
     aligned: bool = False  # condition added to the music embeddings at matching times
     use_text: bool = True
     use_time: bool = True
+    use_structure: Optional[bool] = None  # structure row (backbones with embed_structure); None = with use_time
+    structure: str = "intro"  # its label (upstream's CLI default); generate.structure sets it
     train_eos: bool = True
     cond_dim: Optional[int] = None
     width: Optional[int] = None
@@ -93,12 +99,15 @@ class PrefixLayout(SequenceLayout):
             return self.special_embedding.weight[row]
         return backbone.special(row if row < backbone.n_special_rows else TASK)
 
-    def _text(self, backbone: TokenLM, text: Sequence[str] | None, B: int, device: torch.device
-              ) -> tuple[Tensor | None, Tensor | None]:
-        """Left-padded text embeddings ``[B, L, D]`` and mask ``[B, L]`` (None without text)."""
+    def _text(self, backbone: TokenLM, text: Sequence[str] | None, B: int, device: torch.device,
+              cfg_null: bool = False) -> tuple[Tensor | None, Tensor | None]:
+        """Left-padded text embeddings ``[B, L, D]`` and mask ``[B, L]`` (None without text). ``cfg_null``:
+        rows ``B/2..`` get id 0 over the length of rows ``..B/2`` (upstream's null text)."""
         if not (self.cfg.use_text and text is not None and backbone.takes_text):
             return None, None
         ids = [backbone.tokenize(t) if t else [] for t in text]
+        if cfg_null:
+            ids[B // 2:] = [[0] * len(row) for row in ids[:B // 2]]
         L = max((len(i) for i in ids), default=0)
         if L == 0:
             return None, None
@@ -111,10 +120,18 @@ class PrefixLayout(SequenceLayout):
         return backbone.embed_text(tok), mask
 
     def prefix(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
-               seconds: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Prefix embeddings ``[B, P, D]`` and mask ``[B, P]`` (the last position is the task token)."""
+               seconds: Tensor | None = None, cfg_null: bool = False) -> tuple[Tensor, Tensor]:
+        """Prefix embeddings ``[B, P, D]`` and mask ``[B, P]`` (the last position is the task token).
+        ``cfg_null``: rows ``B/2..`` are the CFG null of rows ``..B/2`` (see the module doc)."""
         B, dev = condition.batch_size, condition.tokens.device
         parts: list[tuple[Tensor, Tensor]] = []
+        gen = torch.Generator(device=dev).manual_seed(0) if cfg_null else None
+
+        def null_rows(x: Tensor) -> Tensor:  # upstream's torch.rand_like rows (U[0, 1)) in rows B/2..
+            if gen is None:
+                return x
+            noise = torch.rand(x[B // 2:].shape, generator=gen, device=dev).to(x.dtype)
+            return torch.cat([x[:B // 2], noise], dim=0)
 
         def one(vec: Tensor) -> None:
             parts.append((vec.expand(B, 1, -1), torch.ones(B, 1, dtype=torch.bool, device=dev)))
@@ -122,8 +139,12 @@ class PrefixLayout(SequenceLayout):
         one(self._special(backbone, SOS))
         if self.cfg.use_time and seconds is not None and backbone.takes_time:
             t = torch.stack([torch.zeros_like(seconds), seconds], dim=1).float()  # [B, 2]
-            parts.append((backbone.embed_time(t), torch.ones(B, 2, dtype=torch.bool, device=dev)))
-        txt, txt_mask = self._text(backbone, text, B, dev)
+            parts.append((null_rows(backbone.embed_time(t)), torch.ones(B, 2, dtype=torch.bool, device=dev)))
+        structure = self.cfg.use_time if self.cfg.use_structure is None else self.cfg.use_structure
+        if structure and backbone.takes_structure:
+            rows = backbone.embed_structure([self.cfg.structure] * B)  # type: ignore[arg-type]  # [B, 1, D]
+            parts.append((null_rows(rows), torch.ones(B, 1, dtype=torch.bool, device=dev)))
+        txt, txt_mask = self._text(backbone, text, B, dev, cfg_null)
         if txt is not None and txt_mask is not None:
             parts.append((txt, txt_mask))
         if self.visual_feature_proj is not None:
@@ -192,8 +213,8 @@ class PrefixLayout(SequenceLayout):
         return BackboneInput(inputs_embeds=x, attention_mask=mask, labels=labels, music_start=P)
 
     def prompt(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
-               seconds: Tensor | None = None) -> BackboneInput:
-        px, pmask = self.prefix(backbone, condition, text, seconds)
+               seconds: Tensor | None = None, cfg_null: bool = False) -> BackboneInput:
+        px, pmask = self.prefix(backbone, condition, text, seconds, cfg_null)
         if self.cfg.aligned:
             px = px.clone()
             px[:, -1:] += self.aligned_embeds(condition, torch.zeros(1, device=px.device)).to(px.dtype)
