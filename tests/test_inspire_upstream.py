@@ -208,8 +208,16 @@ def test_structure_label_from_generate_config_and_errors() -> None:
     from vidmusic_core.config import compose
     from vidmusic_core.model import build_model
 
-    class Codec:
-        n_codebooks, cardinality, delays, frame_rate = 1, 32, (0,), 75.0
+    from vidmusic_core import MusicCodec
+
+    class Codec(MusicCodec):  # the sizes build_model wires from; never encodes or decodes
+        n_codebooks, cardinality, delays, frame_rate, sample_rate = 1, 32, (0,), 75.0, 24000
+
+        def encode(self, audio):
+            raise NotImplementedError
+
+        def decode(self, music):
+            raise NotImplementedError
 
     cfg = compose(sugar={"encoder": "clip", "layout": "prefix", "backbone": "inspire"}, base=None,
                   overrides=["encoder.output=cls", "encoder.image_size=32", "encoder.patch_size=16",
