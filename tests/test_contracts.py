@@ -3,7 +3,6 @@ backbones of both families and a latent codec, defined here and registered on a 
 checks with no change to the core; broken components are caught with a message naming what is wrong."""
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 from typing import Optional
 
@@ -251,8 +250,7 @@ def host(vidmusic_host):
 
 
 def test_third_party_backbones_and_codec_pass(host):
-    flow = check_component_contract("backbone", "tiny_flow")
-    assert flow.latent_dim == 8  # wired as build_model would from a codec
+    check_component_contract("backbone", "tiny_flow")
     check_component_contract("backbone", "tiny_gru")
     check_component_contract("codec", "tiny_mel_mean")
     for layout in ("aligned", "prefix"):
