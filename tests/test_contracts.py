@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import vidmusic_core.builtins
+from musecoco_symbolic.codec import RemiCodec, RemiConfig
 from vidmusic_core import (BackboneInput, BackboneOutput, ConfigError, GenerationRequest, LatentCodec, MusicBackbone,
                            MusicLatents, PluginHost, ShapeError, TokenLM, get_registry, hookimpl, select_positions)
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
@@ -207,6 +208,19 @@ class ChannelsFirstCodec(TinyMelMean):
         return MusicLatents(lat, None, self.frame_rate)
 
 
+class LastIsFirstGRU(TinyGRU):
+    def forward(self, inp, cache=None, logits_positions="all"):
+        out = super().forward(inp, cache, "all")
+        return BackboneOutput(out.logits[:, :, :1] if logits_positions == "last" else out.logits, out.hidden, cache)
+
+
+class NoMidiRemi(RemiCodec):
+    def write(self, music, row, seconds, out_dir, stem):
+        meta = super().write(music, row, seconds, out_dir, stem)
+        (out_dir / meta["midi"]).unlink()  # names a file it does not leave behind
+        return meta
+
+
 class LeakyPrefix(PrefixLayout):
     def forward(self, backbone, condition, music, text=None, seconds=None):
         inp = super().forward(backbone, condition, music, text, seconds)
@@ -227,7 +241,7 @@ class third_party:
     def register_backbones(register):
         for name, cls in [("tiny_flow", TinyFlow), ("tiny_gru", TinyGRU), ("seedless_flow", SeedlessFlow),
                           ("fixed_noise_flow", FixedNoiseFlow), ("unlayouted_flow", UnlayoutedFlow),
-                          ("forgetful_gru", ForgetfulGRU), ("leaky_gru", LeakyGRU)]:
+                          ("forgetful_gru", ForgetfulGRU), ("leaky_gru", LeakyGRU), ("last_is_first_gru", LastIsFirstGRU)]:
             register(name, cls, cls.Config)
 
     @staticmethod
@@ -235,6 +249,7 @@ class third_party:
     def register_codecs(register):
         register("tiny_mel_mean", TinyMelMean, TinyMelMean.Config)
         register("channels_first", ChannelsFirstCodec, ChannelsFirstCodec.Config)
+        register("no_midi_remi", NoMidiRemi, RemiConfig)
 
     @staticmethod
     @hookimpl
@@ -284,6 +299,9 @@ def test_third_party_flow_trains_through_the_model_builder(host):
     ("backbone", "fixed_noise_flow", AssertionError, "seeds [3, 4] gave the latents of seeds [1, 2]: the seeds are ignored"),
     ("backbone", "unlayouted_flow", AssertionError, "generate through a layout without frame_input did not raise"),
     ("backbone", "forgetful_gru", AssertionError, "backbone 'forgetful_gru' with layout 'prefix': cached generation"),
+    ("backbone", "last_is_first_gru", AssertionError, 'backbone \'last_is_first_gru\': forward(logits_positions="last") '
+                                                      'differs from the last position of "all"'),
+    ("codec", "no_midi_remi", AssertionError, "codec 'no_midi_remi': write() names midi='row.mid' but wrote no such file"),
     ("codec", "channels_first", ShapeError, "codec 'channels_first': encode(audio [1, 1, L]).latents expected [1, *, 2]"),
     ("layout", "leaky_prefix", AssertionError, "layout 'leaky_prefix' (with backbone 'leaky_gru'): labels on prefix "
                                                "positions"),

@@ -11,8 +11,7 @@ stand-in codec that only declares the sizes (the backbone's own, as ``build_mode
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import torch
 from torch import Tensor
@@ -32,7 +31,7 @@ FRAME_RATE = 25.0  # the stand-in codec's frames per second
 LATENT_DIM = 8  # latent channels wired into a latent backbone that leaves latent_dim open
 
 
-def fail(who: str, msg: str) -> None:
+def fail(who: str, msg: str) -> NoReturn:
     raise AssertionError(f"{who}: {msg}")
 
 
@@ -161,7 +160,7 @@ def _codes(bb: TokenLM, B: int, T: int, seed: int) -> Tensor:
     return codes
 
 
-def _text(bb: TokenLM, B: int) -> list[str] | None:
+def text_for(bb: TokenLM, B: int) -> list[str] | None:
     return (["a calm piano piece", ""] + ["music"] * (B - 2))[:B] if bb.takes_text else None
 
 
@@ -204,7 +203,7 @@ def check_token_pair(who: str, bb: TokenLM, layout: SequenceLayout, codec: Music
     ``full`` also: same seeds equal, other seeds differ."""
     B, T = 2, 5
     cond = make_condition(B)
-    secs, text = torch.tensor([2.0, 1.5]), _text(bb, B)
+    secs, text = torch.tensor([2.0, 1.5]), text_for(bb, B)
     codes = _codes(bb, B, T, 1)
     lengths = torch.tensor([T, T - 2])
     music = MusicTokens(codes, torch.arange(T)[None] < lengths[:, None], codec.frame_rate)
@@ -410,6 +409,3 @@ def check_frame_input(who: str, bb: MusicBackbone, layout: SequenceLayout) -> bo
         check_shapes(who, "frame_input(...).memory", fi.memory, (2, None, bb.width))
     return True
 
-
-def length_ok(got: int, want: float, slack: float) -> bool:
-    return abs(got - want) <= max(1.0, slack) + 1e-6 and got > 0 and not math.isnan(want)

@@ -223,6 +223,8 @@ def _check_backbone(who: str, module: Any, cfg: Any, layout: str | None) -> list
     if not token:
         cc.check_latent_backbone(who, module, codec)
     names = cc.check_supported_layouts(who, module)
+    if layout is not None and layout not in names:
+        cc.fail(who, f"layout {layout!r} is not in supported_layouts {tuple(names)} (the model builder would refuse it)")
     for i, name in enumerate([layout] if layout else names):  # the seed and refusal checks on the first one
         torch.manual_seed(0)
         lay = cc.wire_layout(name, module, codec)[0].eval()
@@ -235,6 +237,8 @@ def _check_backbone(who: str, module: Any, cfg: Any, layout: str | None) -> list
 
 
 def _check_layout(who: str, comp: Component, cfg: Any, backbone: str | None) -> tuple[Any, Any, list[cc.Run], str]:
+    """Layout ``comp`` wired to ``backbone`` (a name, or the default pairing): (layout, its wired config, the runs
+    compared after the weights round trip, the name used in errors)."""
     bcomp = get_registry().get("backbone", backbone or cc.default_backbone_for(comp.name))
     bcfg = cc.wire_backbone_config(bcomp.default_config())
     torch.manual_seed(0)
@@ -251,16 +255,18 @@ def _check_layout(who: str, comp: Component, cfg: Any, backbone: str | None) -> 
     cond = cc.make_condition(2)
     forced = layout.forced_codes(cond)
     if forced is not None:
-        check_shapes(who, "forced_codes(condition)", forced, (2, None, None))
+        check_shapes(who, "forced_codes(condition)", forced, (2, bb.n_codebooks if isinstance(bb, TokenLM) else None, None))
+        if forced.dtype != torch.long:
+            cc.fail(who, f"forced_codes must be long codes (-1 = free), got {forced.dtype}")
     if isinstance(bb, TokenLM):
-        runs = [cc.check_token_pair(who, bb, layout, codec)]
+        cc.check_token_pair(who, bb, layout, codec)
         cc.check_frame_input(who, bb, layout)
-        text, secs = cc._text(bb, 2), torch.tensor([2.0, 1.5])
-        runs.append(lambda m: {"prompt": m.prompt(bb, cond, text, secs).inputs_embeds})
+        text, secs = cc.text_for(bb, 2), torch.tensor([2.0, 1.5])
+        run: cc.Run = lambda m: {"prompt": m.prompt(bb, cond, text, secs).inputs_embeds}  # noqa: E731
     else:
-        runs = [cc.check_latent_pair(who, bb, layout, codec)]
-        runs.append(lambda m: {"frame_input": m.frame_input(bb, cond, 5).inputs_embeds})
-    return layout, wired, runs[1:], who
+        cc.check_latent_pair(who, bb, layout, codec)
+        run = lambda m: {"frame_input": m.frame_input(bb, cond, 5).inputs_embeds}  # noqa: E731
+    return layout, wired, [run], who
 
 
 def _weights_roundtrip(who: str, module: Any, rebuild: Callable[[], Any], runs: list[cc.Run]) -> None:
