@@ -58,6 +58,19 @@ for n in ("toy_00000", "toy_00001"):
 VENV = "a fresh venv and install (minutes); .ci/run runs the test line verbatim (tests/test_readme.py)"
 WEIGHTS = "needs an imported upstream checkpoint and a local EnCodec (nothing is downloaded); tests/test_vidmuse_generate.py runs this path on tiny random models"
 
+
+def backbone_check(name: str, post: str = "") -> str:
+    """Register the snippet's ``register_backbones`` (with the core's layouts) on a fresh host and run the
+    contract checks on backbone ``name`` and on each layout it supports paired with it (docs/writing-a-backbone.md)."""
+    return ("import types, vidmusic_core.builtins\nfrom vidmusic_core import PluginHost, use_host\n"
+            "from vidmusic_core.config import compose\nfrom vidmusic_core.testing import check_component_contract\n"
+            "host = PluginHost(load_entry_points=False)\nhost.register_plugin(vidmusic_core.builtins, name='core')\n"
+            "host.register_plugin(types.SimpleNamespace(register_backbones=register_backbones), name='snippet')\n"
+            f"with use_host(host):\n    m = check_component_contract('backbone', {name!r})\n"
+            f"    for lay in m.supported_layouts:\n        check_component_contract('layout', lay, backbone={name!r})\n"
+            f"    cfg = compose(sugar={{'encoder': 'none', 'backbone': {name!r}}}, base=None)\n" + post)
+
+
 SPECS = {
     "README.md: python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e . && .venv/bin/vidmusic run --encoder lstv --backbone inspire":
         Spec("cli", VENV, setup=("python3 -m venv", ".venv/bin/pip install")),
@@ -131,6 +144,11 @@ SPECS = {
         "python", replace={"n=200, seconds=8.0": "n=2, seconds=2.0", "workers=None": "workers=1"},
         post="assert len(summary.names) == 2 and sum(map(len, summary.splits.values())) == 2"),
     "docs/toy-data.md: {": Spec("toy-json"),
+    "docs/writing-a-backbone.md: # a token LM: embeddings, a GRU whose hidden state is the cache, a head per codebook":
+        Spec("python", post=backbone_check("tiny_gru", "assert m.eos_id == m.cardinality == 32 and cfg.backbone.name == 'tiny_gru'")),
+    "docs/writing-a-backbone.md: # a one-step flow over latents": Spec("python", post=backbone_check(
+        "tiny_flow", "assert m.latent_dim == 8 and cfg.codec.name == 'mel_latent' and cfg.generate.steps == 1")),
+    "docs/writing-a-backbone.md: import vidmusic_core.builtins": Spec("excerpt", target="tests/test_contracts.py"),
     "docs/writing-a-plugin.md: vidmusic-plugin-example/": Spec("diagram"),
     "docs/writing-a-plugin.md: # pyproject.toml": Spec("plugin-toml"),
     "docs/writing-a-plugin.md: class ColourStatsEncoder(ConditionEncoder):": Spec("excerpt", target="examples/vidmusic-plugin-example/vidmusic_example/encoder.py"),

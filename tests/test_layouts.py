@@ -50,8 +50,12 @@ def music(B=2, K=4, T=10, lengths=None, seed=0):
 
 
 def test_contract_builds_only_through_the_model_builder():
+    from vidmusic_core.plugins import get_component
+
+    comp = get_component("layout", "prefix")
     with pytest.raises(ConfigError, match="build_model"):
-        check_component_contract("layout", "prefix")
+        comp.build(comp.default_config())  # unwired
+    check_component_contract("layout", "prefix")  # the check wires it as build_model does (tests/test_contracts.py)
 
 
 def test_prefix_positions_and_labels_with_delays():
