@@ -65,7 +65,8 @@ def backbone_check(name: str, post: str = "") -> str:
     return ("import types, vidmusic_core.builtins\nfrom vidmusic_core import PluginHost, use_host\n"
             "from vidmusic_core.config import compose\nfrom vidmusic_core.testing import check_component_contract\n"
             "host = PluginHost(load_entry_points=False)\nhost.register_plugin(vidmusic_core.builtins, name='core')\n"
-            "host.register_plugin(types.SimpleNamespace(register_backbones=register_backbones), name='snippet')\n"
+            "hooks = {k: v for k, v in globals().items() if k in ('register_backbones', 'register_presets')}\n"
+            "host.register_plugin(types.SimpleNamespace(**hooks), name='snippet')\n"
             f"with use_host(host):\n    m = check_component_contract('backbone', {name!r})\n"
             f"    for lay in m.supported_layouts:\n        check_component_contract('layout', lay, backbone={name!r})\n"
             f"    cfg = compose(sugar={{'encoder': 'none', 'backbone': {name!r}}}, base=None)\n" + post)
