@@ -20,12 +20,14 @@ steps/s a decoder would reach if every step only read the weights it uses (Qwen2
 ``llm_decoder``) at the measured copy bandwidth (read + write bytes; KV-cache reads, compute and Python
 overhead ignored); ``of bound`` = ``dec st/s`` of ``gen_tokens`` / bound.
 
-``--kernels default,packed`` measures our two paths once per ``backbone.decode_kernels`` value listed (the
-same model, the option switched between calls; ``packed`` builds its prepared weights in the warm-up call),
-all alternated with ``generate()`` in the same rounds.
+``--kernels auto,plain`` (the default) measures our two paths once per ``backbone.decode_kernels`` value
+listed: ``auto`` is the backbone's default (the packed step where it applies, see ``inspire_llm.decode``),
+``plain`` the step over the model's own modules; the same model, the option switched between calls (the
+packed step builds its prepared weights in the warm-up call), all alternated with ``generate()`` in the same
+rounds.
 
     python benchmarks/bench_inspire_decode.py [--device cpu|cuda] [--steps 100] [--sizes tiny,100m] [--threads 1]
-                                              [--batches 1,8] [--colmajor] [--kernels default,packed]
+                                              [--batches 1,8] [--colmajor] [--kernels auto,plain]
                                               [--clock wall|cpu] [--repeats 3]
 """
 from __future__ import annotations
@@ -36,7 +38,8 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from inspire_llm.backbone import DECODE_KERNELS, InspireBackbone, InspireConfig
+from inspire_llm.backbone import InspireBackbone, InspireConfig
+from inspire_llm.decode import DECODE_KERNELS
 from vidmusic_core import BackboneInput, Condition
 from vidmusic_core.sampling import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
@@ -177,8 +180,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: stable on a shared machine)")
     ap.add_argument("--colmajor", action="store_true",
                     help="our model with backbone.colmajor_weights=true (generate() keeps transformers' layout)")
-    ap.add_argument("--kernels", default="default",
-                    help="comma list of backbone.decode_kernels values to measure our paths with (default, packed)")
+    ap.add_argument("--kernels", default="auto,plain",
+                    help="comma list of backbone.decode_kernels values to measure our paths with (auto = the "
+                         "backbone's default, packed, plain)")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                     help="cpu: this process's CPU time (time.process_time), which leaves out the time other "
                          "processes hold the core; only meaningful on CPU with --threads 1")

@@ -41,7 +41,7 @@ def test_config_unknown_encoder_lists_encoders():
 def test_config_prints_yaml_and_hash(tmp_path):
     out = run("config", "-p", "smoke", "--encoder", "clip", "train.steps=3")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("# run hash: ") and "steps: 3" in out.stdout and "toy_n: 12" in out.stdout
+    assert out.stdout.startswith("# run hash: ") and "steps: 3" in out.stdout and "toy_n: 20" in out.stdout
     h = run("config", "-p", "smoke", "--encoder", "clip", "train.steps=3", "--hash").stdout.strip()
     assert out.stdout.splitlines()[0] == f"# run hash: {h}"
     # the printed YAML is a valid -c file that reproduces the same hash

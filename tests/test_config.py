@@ -19,7 +19,7 @@ def test_layers_compose_in_order(tmp_path):
     assert cfg.encoder.name == "clip"
     assert cfg.encoder.fps == 8.0 and cfg.encoder.output == "cls"  # file, then dotlist
     assert cfg.train.steps == 7 and cfg.train.lr == 0.25  # file over preset, dotlist over file
-    assert cfg.data.toy_n == 12  # from the smoke preset
+    assert cfg.data.toy_n == 20  # from the smoke preset
     assert cfg.encoder.hidden_size == 64  # default of the clip config dataclass
     with pytest.raises(Exception):
         cfg.train.lr = 1.0  # read-only

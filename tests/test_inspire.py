@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
 import inspire_llm.plugin
-from inspire_llm.backbone import STRUCTURE_LABELS, InspireBackbone, InspireConfig, grow_llm_embedding
+from inspire_llm.backbone import CACHE_KWARG, STRUCTURE_LABELS, InspireBackbone, InspireConfig, grow_llm_embedding
 from inspire_llm.importer import import_inspiremusic, read_hyperpyyaml
 from vidmusic_core import IGNORE_INDEX, BackboneInput, load_component
 from vidmusic_core.testing import check_component_contract
@@ -77,10 +77,10 @@ def test_inplace_cache_and_step_path_equal_dynamic_cache() -> None:
 
     def ref_logits(xs: torch.Tensor) -> torch.Tensor:  # transformers forward, DynamicCache, one token at a time
         cache = DynamicCache(config=m.llm.model.config)
-        hid = m.qwen(inputs_embeds=xs[:, :P], past_key_values=cache, use_cache=True).last_hidden_state[:, -1:]
+        hid = m.qwen(inputs_embeds=xs[:, :P], use_cache=True, **{CACHE_KWARG: cache}).last_hidden_state[:, -1:]
         got = [hid]
         for i in range(P, xs.shape[1]):
-            got.append(m.qwen(inputs_embeds=xs[:, i:i + 1], past_key_values=cache, use_cache=True).last_hidden_state)
+            got.append(m.qwen(inputs_embeds=xs[:, i:i + 1], use_cache=True, **{CACHE_KWARG: cache}).last_hidden_state)
         return m.decode_logits(torch.cat(got, 1))
 
     with torch.inference_mode():
@@ -127,21 +127,22 @@ def test_colmajor_weights_same_model(tmp_path: Path) -> None:
     assert all(torch.equal(back[k], v) for k, v in m.state_dict().items())
 
 
-def test_packed_decode_kernels_equal_default_step(monkeypatch) -> None:
-    """``decode_kernels: packed``: the fused / prepacked single-token step gives the default step's logits and
+def test_packed_decode_kernels_equal_plain_step(monkeypatch) -> None:
+    """``decode_kernels: packed``: the fused / prepacked single-token step gives the plain step's logits and
     hidden (1e-5) at batch 1 (column-major copies) and batch 3 with a padded prompt (oneDNN prepacked, forced
     here for tiny weights), follows in-place weight changes, and leaves the module state alone."""
     import copy
 
-    import inspire_llm.backbone as bb
+    import inspire_llm.decode as dk
     from vidmusic_core import ConfigError
 
     with pytest.raises(ConfigError, match="decode_kernels"):
         InspireBackbone(InspireConfig(decode_kernels="fast"))
     # the pinned torch build (CPU wheels on x86 and arm) ships oneDNN; without it `packed` would only fall back
-    assert bb.onednn_linear_available(), "this torch build has no oneDNN prepacked linear (torch.ops.mkldnn)"
-    monkeypatch.setattr(bb, "ONEDNN_MIN_NUMEL", 0)  # tiny weights go to oneDNN too
-    m, p = _model(), _model(decode_kernels="packed")
+    assert dk.onednn_linear_available(), "this torch build has no oneDNN prepacked linear (torch.ops.mkldnn)"
+    monkeypatch.setattr(dk, "ONEDNN_MIN_NUMEL", 0)  # tiny weights go to oneDNN too
+    m, p = _model(decode_kernels="plain"), _model(decode_kernels="packed")
+    assert m._pack.packs == {} and _model(decode_kernels="default").cfg.decode_kernels == "plain"
     assert list(p.state_dict()) == list(m.state_dict())
     p.load_state_dict(m.state_dict(), strict=True)
     for B, variant in ((1, "colmajor"), (3, "onednn")):
@@ -181,6 +182,41 @@ def test_packed_decode_kernels_equal_default_step(monkeypatch) -> None:
         assert out.logits.shape == (1, 1, 1, m.cardinality + 1)
     p.train()
     assert p._pack.packs == {}
+    assert m._pack.packs == {}  # `plain` never builds prepared weights
+
+
+def test_auto_decode_kernels_default_and_silent_fallback() -> None:
+    """``auto`` is the default: fp32 CPU inference steps run the packed step (its prepared weights get built)
+    and equal ``plain``; where it does not apply (autograd on, bf16) the plain step runs with no warning, while
+    an explicit ``packed`` warns once."""
+    import warnings
+
+    assert InspireConfig().decode_kernels == "auto"
+    a, plain = _model(), _model(decode_kernels="plain")
+    x = torch.randn(2, 7, a.width)
+    ones = torch.ones(2, 7, dtype=torch.bool)
+    with torch.inference_mode():
+        ca, cp = a.new_cache(), plain.new_cache()
+        a(BackboneInput(x[:, :6], ones[:, :6]), ca)
+        plain(BackboneInput(x[:, :6], ones[:, :6]), cp)
+        got = a(BackboneInput(x[:, 6:], ones[:, 6:]), ca, logits_positions="last").logits
+        want = plain(BackboneInput(x[:, 6:], ones[:, 6:]), cp, logits_positions="last").logits
+    assert "onednn" in a._pack.packs
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for dtype in ("fp32", "bf16"):
+        for kern in ("auto", "packed"):
+            m = _model(decode_kernels=kern, dtype=dtype)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                grad = dtype == "fp32"  # fp32: autograd on; bf16: not fp32
+                with torch.set_grad_enabled(grad):
+                    c = m.new_cache()
+                    m(BackboneInput(x[:1, :6].to(m.llm_decoder.weight.dtype), ones[:1, :6]), c)
+                    out = m(BackboneInput(x[:1, 6:].to(m.llm_decoder.weight.dtype), ones[:1, 6:]), c,
+                            logits_positions="last")
+            assert out.logits.shape == (1, 1, 1, m.cardinality + 1) and m._pack.packs == {}
+            warned = [w for w in caught if "decode_kernels" in str(w.message)]
+            assert len(warned) == (1 if kern == "packed" and not grad else 0), (dtype, kern, warned)
 
 
 # -- (4) padding ----------------------------------------------------------------------------------

@@ -1,13 +1,9 @@
-"""The README's set-up commands and .ci/run stay in sync."""
-import re
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+"""The README's set-up commands and .ci/run stay in sync (the other blocks: tests/test_docs_snippets.py)."""
+from docs_snippets import ROOT, blocks
 
 
 def readme_commands():
-    text = (ROOT / "README.md").read_text()
-    return re.findall(r"```bash\n(.+?)\n```", text, flags=re.S)[:2]
+    return [b.body.strip() for b in blocks() if b.path == "README.md" and b.lang == "bash"][:2]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

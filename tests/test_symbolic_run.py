@@ -16,11 +16,10 @@ from aux_fit import fit_aux_loss
 from musecoco_symbolic.backbone import MusecocoBackbone
 from musecoco_symbolic.codec import RemiCodec
 from musecoco_symbolic.vocab import EOS, PREFIX_LENGTH, SEP, attribute_tokens
-from vidmusic_core import Condition, ConfigError, MusicTokens
+from vidmusic_core import Condition, ConfigError, GenerationRequest, MusicTokens
 from vidmusic_core.config import compose
 from vidmusic_core.sampling import SamplingConfig, generate_tokens
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
-from vidmusic_core.symbolic import forced_prefix, symbolic_sampling, token_budget
 
 BIN = Path(sys.executable).parent
 
@@ -56,12 +55,13 @@ def test_generation_keeps_the_grammar_forces_attributes_and_stops_at_eos():
         bb.decoder.output_projection.weight[EOS, 0] = 50.0
         bb.decoder.layer_norm.bias[0] = 1.0
         bb.decoder.layer_norm.weight[0] = 0.0  # feature 0 of the last hidden state is always 1: EOS logit 50
-    forced = forced_prefix(codec, {"T1s1": 2, "K1": 0}, 2)
+    request = GenerationRequest(cond, codec.n_frames(4.0), [1, 2], SamplingConfig(top_k=15),
+                                options={"attributes": {"T1s1": 2, "K1": 0}})
+    planned = codec.plan_request(request, layout)  # the codec's rules: budget, EOS after the prefix, forced prefix
+    forced, sc = planned.forced, planned.sampling
     assert forced is not None and forced.shape == (2, 1, PREFIX_LENGTH) and int((forced >= 0).sum()) == 2 * 3
-    sc = symbolic_sampling(SamplingConfig(top_k=15), codec)
-    n = token_budget(codec, 4.0)
-    assert n == PREFIX_LENGTH + 400
-    toks = generate_tokens(layout, bb, cond, n, [1, 2], sc, forced=forced)
+    assert planned.n_frames == PREFIX_LENGTH + 400 and sc.use_eos and sc.min_frames > PREFIX_LENGTH
+    toks = bb.generate(layout, planned, codec)
     assert toks.mask is not None
     for b, row in enumerate(codec.rows(toks)):
         assert len(row) == sc.min_frames  # EOS came at the first column it was allowed
@@ -99,7 +99,7 @@ def test_prepare_names_an_item_without_midi(tmp_path):
 def test_run_musecoco_writes_midi_wav_mp4_and_midi_metrics(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([str(BIN / "vidmusic"), "run", "-p", "smoke", "--encoder", "lstv", "--backbone", "musecoco",
-                          f"run.root={tmp_path}", "data.toy_n=16", "generate.attributes={T1s1: 2}"],
+                          f"run.root={tmp_path}", "generate.attributes={T1s1: 2}"],  # smoke: 2 test clips
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("lstv-prefix-musecoco-"))
@@ -268,7 +268,7 @@ def test_run_with_bar_controls_sets_every_bar_from_the_video(tmp_path):
         assert 0.0 <= results[key]["conditioned"] and "shuffled" in results[key]
     from vidmusic_core import api
     from vidmusic_core.sampling import SamplingConfig
-    from vidmusic_core.symbolic import video_cuts
+    from vidmusic_core import video_cuts
 
     video = metas[0]["video"]
     _, model, codec = api.load(run_dir)  # a longer video: every window's bars set from its own frames and cuts

@@ -122,15 +122,16 @@ def test_run_loop_resumes_and_reports(prepared):
     for name in ("config.yaml", "env.json", "metrics.jsonl", "report.html", "timings.json"):
         assert (run_dir / name).is_file(), name
     test_items = json.loads((data / "splits.json").read_text())["test"]
-    for item in test_items:
-        for folder in ("samples", "samples_shuffled"):
-            assert (run_dir / folder / f"{item}.wav").is_file() and (run_dir / folder / f"{item}.mp4").is_file()
-    meta = json.loads((run_dir / "samples_shuffled" / f"{test_items[0]}.json").read_text())
-    assert meta["shuffled_from"] != test_items[0] or len(test_items) == 1
+    assert len(test_items) == 1  # 8 clips: no shuffled-video control is possible, and every output says so
+    assert (run_dir / "samples" / f"{test_items[0]}.wav").is_file() and (run_dir / "samples" / f"{test_items[0]}.mp4").is_file()
+    assert not (run_dir / "samples_shuffled").exists()  # never a clip generated from its own video
+    assert json.loads((run_dir / "results.json").read_text())["shuffled_control"] == "not possible with 1 test clip"
+    assert "shuffled: not possible with 1 test clip" in first.stdout
     again = vm(*args)
     assert "skipped: data, train" in again.stdout
     html = (run_dir / "report.html").read_text()
     assert "<audio" in html and "<video" in html and "data:image/png;base64" in html
+    assert "Scored on <b>1 test clip</b>" in html and "Shuffled-video control: not possible with 1 test clip" in html
 
 
 def test_generate_cli_short_and_long_video(prepared, tmp_path):

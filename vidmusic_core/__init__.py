@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .checkpoint import atomic_path, load_component, load_state_strict, load_weights, save_component, save_weights
 from .data.toy_soundfont import fixed_soundfont_path
+from .encoders.motion import video_cuts
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -19,6 +20,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .plugins import Component, PluginHost, Registry, build, get_component, get_host, get_registry, use_host
+from .sampling import merge_forced
 from .components import (
     Backbone,
     ConditionEncoder,
@@ -62,5 +64,5 @@ __all__ = [
     "MusicOutput", "MusicTokens", "PluginError", "PluginHost", "Registry", "SamplingConfig", "SymbolicCodec",
     "TokenLM", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
-    "load_state_strict", "load_weights", "normalize_frames", "select_positions", "save_component", "save_weights", "use_host",
+    "load_state_strict", "load_weights", "merge_forced", "normalize_frames", "select_positions", "save_component", "save_weights", "use_host", "video_cuts",
 ]

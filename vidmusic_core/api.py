@@ -21,11 +21,11 @@ from .config import compose
 from .data.manifest import MANIFEST_NAME, read_manifest
 from .data.prepare import cache_root, data_root, load_codec, prepare
 from .errors import CheckpointError, ConfigError
-from .sampling import SamplingConfig
-from .pipeline import RunReport, evaluate_run, item_seed, run, sample_clips, sampling_from
+from .pipeline import RunReport, evaluate_run, generate_options, item_seed, run, sampling_from
 from .runs import load_run_config, load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .training import TrainResult
 from .training import train as _train
+from .types import SamplingConfig
 
 __all__ = ["compose", "evaluate", "generate", "generate_from_checkpoint", "generate_with_model", "load",
            "load_vidmuse_checkpoint", "prepare", "run", "train", "RunReport"]
@@ -65,17 +65,17 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
                         prompt_bars: int = 1) -> list[Path]:
     """Music for each video with a loaded model (``VidMusicModel``: encoder, layout, backbone) and its codec:
     ``<out>/<stem>.wav``, ``<stem>.mp4`` (the video with the new soundtrack) and ``<stem>.json`` (``meta`` +
-    seed, seconds, sampling settings). ``seconds`` defaults to the whole video. A video up to
-    ``window_seconds`` is generated at once; a longer one in windows (:func:`longform.generate_long`: each
-    window conditioned on its own frames, ``overlap_seconds`` of token prompt, audio written window by
-    window, one progress bar per video). Item seeds: ``item_seed(seed, stem)``. Symbolic codecs (MIDI tokens)
-    also write ``<stem>.mid``; ``attributes`` forces attribute-prefix values, ``max_tokens`` the token budget;
-    their long videos go through :func:`symbolic.generate_long_symbolic`, each window prompted with the
-    previous window's last ``prompt_bars`` bars."""
-    from .audio import write_wav
+    seed, seconds, sampling settings, and what the codec records). ``seconds`` defaults to the whole video. A
+    video up to ``window_seconds`` is generated at once (:func:`vidmusic_core.clips.generate_clips`, files by
+    ``codec.write``); a longer one in windows, each conditioned on its own frames: audio codecs through
+    :func:`longform.generate_long` (``overlap_seconds`` of prompt, audio written window by window, one progress
+    bar per video), symbolic codecs through :func:`symbolic.generate_long_symbolic` (each window prompted with
+    the previous window's last ``prompt_bars`` bars; ``<stem>.wNNN.mid`` per window). Item seeds:
+    ``item_seed(seed, stem)``. Symbolic codecs: ``attributes`` forces attribute-prefix values, ``max_tokens``
+    the token budget."""
+    from .clips import generate_clips
     from .longform import generate_long
-    from .symbolic import bar_control_meta, generate_long_symbolic, is_symbolic
-    from .symbolic import write_outputs as write_symbolic
+    from .symbolic import generate_long_symbolic
     from .video import load_frames, probe_video
 
     if text is not None and len(text) != len(videos):
@@ -83,6 +83,7 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
+    options = {"attributes": attributes, "max_tokens": max_tokens}
     written = []
     for i, video in enumerate(videos):
         video = Path(video)
@@ -93,29 +94,25 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
         wav = out / f"{video.stem}.wav"
         info: dict[str, Any] = {"video": str(video), "seconds": secs, **(meta or {}), "text": caption, "seed": s,
                                 "sampling": dataclasses.asdict(sampling)}
-        long = secs > window_seconds + 1e-6
-        if long and is_symbolic(codec):  # windows of MIDI, each on its own frames, the first one's attributes kept
-            info.update(generate_long_symbolic(model, codec, video, window_seconds, seed=s, sampling=sampling,
-                                               out_dir=out, stem=video.stem, seconds=secs, attributes=attributes,
-                                               max_tokens=max_tokens, progress=progress, prompt_bars=prompt_bars))
-        elif long:  # windows, each conditioned on its own frames
-            res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
-                                text=caption, seconds=secs, out_wav=wav, progress=progress)
-            info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
-        else:
+        if secs <= window_seconds + 1e-6:
             frames = load_frames([video], model.encoder.frame_spec, 0.0, secs).to(device)
             with torch.inference_mode():
                 cond = model.encoder(frames)
-            toks = sample_clips(model, codec, cond, torch.tensor([secs]), [s], sampling,
-                                text=[caption] if text else None, attributes=attributes, max_tokens=max_tokens,
-                                videos=[str(video)])
-            if is_symbolic(codec):
-                wav, midi, attrs = write_symbolic(codec, toks, 0, secs, out, video.stem)
-                info.update(midi=midi.name, attributes=attrs, **bar_control_meta(codec, toks, 0))
-            else:
-                with torch.inference_mode():
-                    audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
-                write_wav(wav, audio.float().cpu().numpy(), codec.sample_rate)
+            music = generate_clips(model, codec, cond, torch.tensor([secs]), [s], sampling,
+                                   text=[caption] if text else None, options=options, videos=[str(video)])
+            info.update(codec.write(music, 0, secs, out, video.stem))
+        elif codec.representation == "symbolic":  # windows of MIDI that end on bar lines, the first prefix kept
+            info.update(generate_long_symbolic(model, codec, video, window_seconds, seed=s, sampling=sampling,
+                                               out_dir=out, stem=video.stem, seconds=secs, attributes=attributes,
+                                               max_tokens=max_tokens, progress=progress, prompt_bars=prompt_bars))
+        elif codec.representation == "latents":
+            raise ConfigError(f"{video}: {secs:.1f} s is longer than one window ({window_seconds:g} s) and long videos "
+                              "with a latent codec are not supported yet; pass seconds <= the window (--seconds), or "
+                              "set generate.window_seconds")
+        else:  # windows of audio tokens, each continuing the previous one's last frames
+            res = generate_long(model, codec, video, window_seconds, overlap_seconds, seed=s, sampling=sampling,
+                                text=caption, seconds=secs, out_wav=wav, progress=progress)
+            info.update(window_seeds=res.seeds, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
         _write_outputs(video, wav, out, info)
         written.append(wav)
     return written
@@ -134,9 +131,8 @@ def generate(run_dir: str | Path, videos: Sequence[str | Path], out_dir: str | P
                                seed=int(cfg.generate.seed if seed is None else seed),
                                window_seconds=float(cfg.generate.window_seconds or cfg.data.clip_seconds),
                                overlap_seconds=float(cfg.generate.overlap_seconds), text=text, seconds=seconds,
-                               meta={"run": str(run_dir)}, progress=progress,
-                               attributes=OmegaConf.to_container(cfg.generate.attributes) if cfg.generate.attributes else None,
-                               max_tokens=cfg.generate.max_tokens, prompt_bars=int(cfg.generate.prompt_bars))
+                               meta={"run": str(run_dir)}, progress=progress, **generate_options(cfg),
+                               prompt_bars=int(cfg.generate.prompt_bars))
 
 
 def _default_device(device: str | None) -> str:
@@ -282,7 +278,7 @@ def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | P
         raise CheckpointError(f"{ckpt}: the LM predicts {backbone.cardinality} audio codes but the codec has "
                               f"{codec.cardinality}")
     layout = PrefixLayout(PrefixLayout.Config(text_only=True, cond_dim=1, width=backbone.width,
-                                              own_specials=not hasattr(backbone, "special")))
+                                              own_specials=backbone.n_special_rows == 0))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -293,8 +289,8 @@ def _generate_inspire(ckpt: Path, videos: Sequence[str | Path], out_dir: str | P
         none = Condition(torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1))
         s = item_seed(seed, video.stem)
         sampling = SamplingConfig(top_k=top_k, cfg_coef=cfg_coef, use_eos=True, min_frames=int(0.9 * n))
-        toks = generate_tokens(layout, backbone, none, n, [s], sampling, text=[text[i] if text else ""],
-                               seconds=torch.tensor([secs]), delays=codec.delays, frame_rate=codec.frame_rate)
+        request = GenerationRequest(none, n, [s], sampling, text=[text[i] if text else ""], seconds=torch.tensor([secs]))
+        toks = backbone.generate(layout, request, codec)
         with torch.inference_mode():
             audio = codec.decode(toks)[0, :, : int(round(secs * codec.sample_rate))]
         wav = write_wav(out / f"{video.stem}.wav", audio.cpu().numpy(), codec.sample_rate)

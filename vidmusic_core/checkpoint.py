@@ -104,6 +104,8 @@ def load_component(path: str | os.PathLike[str], expected_kind: str | None = Non
         raise CheckpointError(f"{cfg_file} holds a {kind!r}, expected a {expected_kind!r}")
     comp = get_component(str(kind), str(name))
     cfg = component_config(comp, meta.get("config") or {}, where=str(cfg_file))
+    if callable(getattr(cfg, "resolve_paths", None)):  # relative paths in config.yaml: relative to its directory
+        cfg = cfg.resolve_paths(d)
     module = comp.build(cfg)
     load_state_strict(module, load_weights(d / WEIGHTS_NAME), str(d / WEIGHTS_NAME))
     return module

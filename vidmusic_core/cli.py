@@ -27,10 +27,12 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 
+    wrapper._friendly = True  # type: ignore[attr-defined]
     return wrapper
 
 
-#: for plugin commands (``register_commands``): a :class:`VidmusicError` becomes ``error: ...`` and exit code 2
+#: a :class:`VidmusicError` becomes ``error: ...`` and exit code 2 (commands that plugins add through
+#: ``register_commands`` get it without asking: plugins never import the CLI)
 friendly_errors = _friendly_errors
 
 
@@ -42,8 +44,16 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("-c", "--config", "files", multiple=True, type=click.Path(dir_okay=False),
                       help="YAML file merged on top of the presets (repeatable)")(fn)
     fn = click.option("-p", "--preset", "presets", multiple=True, metavar="NAME",
-                      help="shipped preset (e.g. toy, smoke) or YAML path, applied after 'default'")(fn)
+                      help=_preset_help())(fn)
     return fn
+
+
+def _preset_help() -> str:
+    """``-p`` help naming the presets the installed package ships (read from its presets folder)."""
+    from .config import preset_names
+
+    shipped = [n for n in preset_names() if n != "default"]
+    return f"a shipped preset ({', '.join(shipped)}) or a YAML path, applied after 'default' (repeatable)"
 
 
 def compose_from_options(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
@@ -55,7 +65,30 @@ def compose_from_options(presets: tuple[str, ...], files: tuple[str, ...], overr
                    overrides=overrides)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _echo_scores(results: dict[str, Any], indent: str = "") -> None:
+    """One line per metric: conditioned and shuffled control (or why there is no control)."""
+    from .control import control_missing, control_warning
+
+    missing, warning = control_missing(results), control_warning(results)
+    for key, v in sorted(results.get("metrics", {}).items()):
+        shuffled = f"shuffled {v['shuffled']:.3f}" if "shuffled" in v else f"shuffled: {missing or 'none'}"
+        click.echo(f"{indent}{key:24s} conditioned {v.get('conditioned', float('nan')):.3f}   {shuffled}")
+    if warning and not missing:
+        click.echo(f"{indent}shuffled-video control: {warning}")
+
+
+class _Group(click.Group):
+    """Lists every command with its whole first sentence (click cuts them at the terminal width)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vidmusic")
 def cli() -> None:
     """vidmusic: research framework for music generation conditioned on video."""
@@ -115,7 +148,8 @@ def config_cmd(presets: tuple[str, ...], files: tuple[str, ...], overrides: tupl
     click.echo(to_yaml(cfg), nl=False)
 
 
-@cli.command("import")
+@cli.command("import", short_help="Convert an upstream checkpoint into vidmusic's format "
+             "(`vidmusic plugins --kind importer` lists the importers).")
 @click.argument("importer")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
@@ -194,9 +228,7 @@ def run(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
     click.echo(f"run directory: {rep.run_dir}")
     click.echo("stage seconds: " + ", ".join(f"{k} {v}" for k, v in rep.seconds.items())
                + (f" (skipped: {', '.join(rep.skipped)})" if rep.skipped else ""))
-    for key, v in sorted(rep.results.get("metrics", {}).items()):
-        click.echo(f"  {key:24s} conditioned {v.get('conditioned', float('nan')):.3f}   "
-                   f"shuffled {v.get('shuffled', float('nan')):.3f}")
+    _echo_scores(rep.results, "  ")
     if (rep.run_dir / "report.html").is_file():
         click.echo(f"report: {rep.run_dir / 'report.html'}")
 
@@ -217,7 +249,7 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
     click.echo(f"step {res.step}, loss {res.last_loss:.4f}, {res.seconds:.1f} s -> {res.run_dir}")
 
 
-@cli.command()
+@cli.command(short_help="Music for videos from a trained run or an imported model (wav + mp4 + json).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None,
@@ -277,9 +309,7 @@ def eval_cmd(run_dir: str, metrics: tuple[str, ...]) -> None:
     from . import api
 
     res = api.evaluate(run_dir, list(metrics) or None)
-    for key, v in sorted(res["metrics"].items()):
-        click.echo(f"{key:24s} conditioned {v.get('conditioned', float('nan')):.3f}   "
-                   f"shuffled {v.get('shuffled', float('nan')):.3f}")
+    _echo_scores(res)
 
 
 @cli.command()
@@ -306,7 +336,11 @@ def sweep(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 def _build_cli() -> click.Group:
     from .plugins import get_host
 
+    builtin = set(cli.commands)
     failures = get_host().register_commands(cli)
+    for name, cmd in cli.commands.items():  # plugin commands get the same error handling as ours
+        if name not in builtin and cmd.callback is not None and not getattr(cmd.callback, "_friendly", False):
+            cmd.callback = _friendly_errors(cmd.callback)
     for f in failures:
         click.echo(f"warning: plugin {f.plugin!r} failed to add commands: {f.error}", err=True)
     return cli

@@ -370,6 +370,21 @@ class SymbolicCodec(MusicCodec):
         """What a generated row's json records beyond its files (default: nothing)."""
         return {}
 
+    def window_cut(self, tokens: MusicTokens, limit: float, n_bars: int, after: float = 0.0) -> Any:
+        """Where a long video's window of generated ``tokens`` (one row) should end so the next window can
+        continue it: an object with ``seconds``/``ticks`` (the end, on the row's clock), ``prompt`` (ids of the
+        last ``n_bars`` bars before it), ``prompt_seconds``/``prompt_ticks`` (their length); None when the
+        window cannot end on a bar line by ``limit`` s after ``after`` s (then windows are independent).
+        Default: None."""
+        return None
+
+    def decode_between(self, tokens: MusicTokens, start_ticks: int, end_ticks: int | None = None,
+                       end_seconds: float | None = None) -> Any:
+        """The first row as a score of the notes from ``start_ticks`` to the end (``end_ticks``, else the tick
+        at ``end_seconds``, else the end), moved to start at 0: a window that began with a continuation prompt.
+        Codecs whose :meth:`window_cut` can return a cut must define it."""
+        raise ConfigError(f"{type(self).__name__} cannot continue windows (no decode_between)")
+
     def write(self, music: MusicOutput, row: int, seconds: float, out_dir: Path, stem: str) -> dict[str, Any]:
         """Row ``row`` -> ``<stem>.mid`` (cut to ``seconds``) and its rendering ``<stem>.wav``."""
         from .audio import write_wav

@@ -82,7 +82,7 @@ class GenerateConfig:
     cfg_coef: float = 1.0
     ras_window: int = 0  # repetition-aware sampling window (InspireMusic: 10); 0 = off
     ras_tau: float = 0.1
-    steps: int = 16  # ODE / diffusion backbones (e.g. flow): solver steps
+    steps: int = 16  # ODE / diffusion backbones (e.g. flow): solver steps per generation
     window_seconds: Optional[float] = None  # long videos: window length (None = data.clip_seconds)
     overlap_seconds: float = 0.5  # audio-token prompt carried into the next window
     # symbolic codecs (no frame rate): token budget per clip; None = the attribute prefix + 100 per second
@@ -234,7 +234,7 @@ def compose(
     #    after the base preset, so they replace the embedded default's choices but nothing the user set
     merged, name_from = _merge_layers(layers, reg)
     backbone = merged["backbone"].get("name")
-    defaults = getattr(reg.get("backbone", str(backbone)).factory, "run_defaults", None) if backbone else None
+    defaults = _backbone_class(reg, backbone).run_defaults if backbone else None
     if defaults:
         layers.insert(1 if base else 0, (f"backbone {backbone} run_defaults", OmegaConf.create(dict(defaults))))
         merged, name_from = _merge_layers(layers, reg)
@@ -303,9 +303,20 @@ def _follow_backbone_layouts(merged: dict[str, dict[str, Any]], name_from: dict[
     layout, backbone = merged["layout"].get("name"), merged["backbone"].get("name")
     if layout is None or backbone is None or not name_from.get("layout", "").startswith("preset "):
         return
-    supported = getattr(reg.get("backbone", str(backbone)).factory, "supported_layouts", ())
+    supported = _backbone_class(reg, backbone).supported_layouts
     if supported and _canonical(reg, "layout", layout) not in supported:
         merged["layout"] = {"name": supported[0]}
+
+
+def _backbone_class(reg: Any, name: Any) -> Any:
+    """The registered class of backbone ``name`` (a :class:`~vidmusic_core.components.MusicBackbone`)."""
+    from .components import MusicBackbone
+
+    factory = reg.get("backbone", str(name)).factory
+    if not (isinstance(factory, type) and issubclass(factory, MusicBackbone)):
+        raise ConfigError(f"backbone {name!r} is registered with {factory!r}, which is not a MusicBackbone subclass "
+                          "(register the class itself: register(name, MyBackbone, MyBackbone.Config))")
+    return factory
 
 
 def _canonical(reg: Registry, section: str, name: Any) -> str:

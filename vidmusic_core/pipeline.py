@@ -13,14 +13,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import atomic_path
+from .control import RESULTS_KEY as CONTROL_KEY, control_note, shuffled_sources
 from .data.manifest import MANIFEST_NAME, Item, read_manifest
 from .data.prepare import cache_root, data_root
+from .clips import generate_clips
 from .errors import VidmusicError
-from .sampling import SamplingConfig, generate_tokens
 from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
-from .symbolic import (bar_control_meta, bar_controller, forced_prefix, is_symbolic, layout_forced, merge_forced,
-                       symbolic_sampling, token_budget)
-from .symbolic import write_outputs as write_symbolic
+from .types import SamplingConfig
 
 STAGES = ("data", "prepare", "train", "generate", "eval", "report")
 
@@ -41,45 +40,33 @@ def item_seed(base: int, name: str) -> int:
 def sampling_from(cfg: DictConfig) -> SamplingConfig:
     g = cfg.generate
     return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
-                          ras_window=g.ras_window, ras_tau=g.ras_tau)
+                          ras_window=g.ras_window, ras_tau=g.ras_tau, steps=g.steps)
 
 
-def sample_clips(model: Any, codec: Any, cond: Any, secs: torch.Tensor, seeds: Sequence[int], sampling: SamplingConfig,
-                 text: Sequence[str] | None = None, attributes: dict[str, Any] | None = None,
-                 max_tokens: int | None = None, videos: Sequence[str] | None = None) -> Any:
-    """Tokens for a batch of clips of ``secs [B]`` seconds from their condition: ``secs x frame_rate``
-    frames for audio codecs; for symbolic codecs up to a token budget, each row ending at its EOS, with
-    the layout's and the user's ``attributes`` forced into the prefix and, with per-bar controls, each
-    bar's control set from the cuts of its row's video (``videos``)."""
-    if is_symbolic(codec):  # MIDI tokens: sample up to a budget, each row stops at its EOS
-        forced = merge_forced(layout_forced(model.layout, cond), forced_prefix(codec, attributes, len(seeds)))
-        ctl = None
-        if videos is not None:
-            ctl = bar_controller(codec, model.layout, cond, videos, [(0.0, float(t)) for t in secs.tolist()])
-        return generate_tokens(model.layout, model.backbone, cond, token_budget(codec, float(secs.max()), max_tokens),
-                               seeds, symbolic_sampling(sampling, codec), text=text, delays=codec.delays,
-                               frame_rate=None, forced=forced, controller=ctl)
-    return generate_tokens(model.layout, model.backbone, cond, int(round(float(secs.max()) * codec.frame_rate)), seeds,
-                           sampling, text=text, seconds=secs, delays=codec.delays, frame_rate=codec.frame_rate)
+def generate_options(cfg: DictConfig) -> dict[str, Any]:
+    """The codec-specific generate settings of a run (symbolic ``attributes`` and ``max_tokens``)."""
+    attributes = OmegaConf.to_container(cfg.generate.attributes) if cfg.generate.attributes else None
+    return {"attributes": attributes, "max_tokens": cfg.generate.max_tokens}
 
 
 def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffle: bool = False,
                      batch_size: int = 8, progress: bool = True) -> list[Path]:
     """Generate music for ``items`` into ``out_dir`` (wav + muxed mp4 + json per item); existing items are
-    skipped. ``shuffle``: item i is generated from the video of item (i + 1) mod n (the control)."""
+    skipped. ``shuffle``: each item is generated from another item's video (the control, see
+    :func:`~vidmusic_core.control.shuffled_sources`); nothing is written for fewer than 2 items."""
     from tqdm.auto import tqdm
 
-    from .audio import write_wav
     from .video import load_frames, mux_audio
 
+    items = sorted(items, key=lambda it: it.name)
+    sources = shuffled_sources(items) if shuffle else items
+    if sources is None:  # under 2 clips: no control without pairing a clip with itself (results.json says so)
+        return []
     cfg, model, codec = load_trained(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = sorted(items, key=lambda it: it.name)
-    sources = [items[(i + 1) % len(items)] if shuffle else it for i, it in enumerate(items)]
     todo = [(it, src) for it, src in zip(items, sources) if not (out_dir / f"{it.name}.json").is_file()]
     clip = float(cfg.data.clip_seconds)
-    symbolic = is_symbolic(codec)
-    attributes = OmegaConf.to_container(cfg.generate.attributes) if cfg.generate.attributes else None
+    options = generate_options(cfg)
     written = []
     bar = tqdm(total=len(todo), desc="generate" + (" (shuffled)" if shuffle else ""), unit="clip", disable=not progress)
     for s in range(0, len(todo), batch_size):
@@ -89,26 +76,14 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
             cond = model.encoder(frames)
         secs = torch.tensor([min(it.duration, clip) for it, _ in chunk])
         seeds = [item_seed(cfg.generate.seed, it.name) for it, _ in chunk]
-        toks = sample_clips(model, codec, cond, secs, seeds, sampling_from(cfg), text=[src.text for _, src in chunk],
-                            attributes=attributes, max_tokens=cfg.generate.max_tokens,
-                            videos=[src.video for _, src in chunk])
-        if not symbolic:
-            with torch.inference_mode():
-                audio = codec.decode(toks)  # [B, 1, L]
+        music = generate_clips(model, codec, cond, secs, seeds, sampling_from(cfg), text=[src.text for _, src in chunk],
+                               options=options, videos=[src.video for _, src in chunk])
         for b, (it, src) in enumerate(chunk):
-            wav = out_dir / f"{it.name}.wav"
-            extra: dict[str, Any] = {}
-            if symbolic:
-                wav, midi, attrs = write_symbolic(codec, toks, b, float(secs[b]), out_dir, it.name)
-                assert toks.mask is not None
-                extra = {"midi": midi.name, "attributes": attrs, "tokens": int(toks.mask[b].sum())}
-                extra.update(bar_control_meta(codec, toks, b))
-            else:
-                n = int(round(float(secs[b]) * codec.sample_rate))
-                write_wav(wav, audio[b, :, :n].cpu().numpy(), codec.sample_rate)
+            files = codec.write(music, b, float(secs[b]), out_dir, it.name)
+            wav = out_dir / files["wav"]
             mux_audio(src.video, wav, out_dir / f"{it.name}.mp4")
             meta = {"item": it.name, "video": src.video, "shuffled_from": src.name if shuffle else None,
-                    "seed": seeds[b], "seconds": float(secs[b]), "reference": it.name, **extra}
+                    "seed": seeds[b], "seconds": float(secs[b]), "reference": it.name, **files}
             with atomic_path(out_dir / f"{it.name}.json") as tmp:
                 tmp.write_text(json.dumps(meta, indent=1))
             written.append(wav)
@@ -125,7 +100,7 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
     results: dict[str, Any] = {"metrics": {}, "protocols": {}, "n_items": len(items)}
     for variant in ("samples", "samples_shuffled"):
         folder = run_dir / variant
-        if not folder.is_dir():
+        if not folder.is_dir() or (variant == "samples_shuffled" and shuffled_sources(items) is None):
             continue
         batch = []
         for it in sorted(items, key=lambda i: i.name):
@@ -148,6 +123,7 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metric_names: Sequence[st
             results["protocols"][name] = metric.protocol()
             for key, value in scores.items():
                 results["metrics"].setdefault(key, {})["conditioned" if variant == "samples" else "shuffled"] = value
+    results[CONTROL_KEY] = control_note(len(items), run_dir / "samples", run_dir / "samples_shuffled")
     for key, v in results["metrics"].items():
         if "conditioned" in v and "shuffled" in v:
             v["delta"] = v["conditioned"] - v["shuffled"]

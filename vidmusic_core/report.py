@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_path
+from .control import control_warning
 
+#: clips with players and spectrograms in the page (the page says when it shows a subset)
 MAX_SAMPLES = 8
 
 
@@ -65,14 +67,26 @@ def spectrogram(wav: Path, beats: list[float], cuts: list[float]) -> str:
 
 
 def _metrics_table(results: dict[str, Any]) -> str:
+    n = results.get("n_items")
+    warning = control_warning(results)
+    head = (f"<p>Scored on <b>{n} test clip{'' if n == 1 else 's'}</b>.</p>" if isinstance(n, int) else "")
+    if warning:
+        head += f"<p class='warn'>Shuffled-video control: {html.escape(warning)}.</p>"
     rows = []
     for key, v in sorted(results.get("metrics", {}).items()):
         cells = [f"{v[c]:.3f}" if isinstance(v.get(c), (int, float)) else "–" for c in ("conditioned", "shuffled", "delta")]
         rows.append(f"<tr><td>{html.escape(key)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     if not rows:
-        return "<p>No metrics computed (set <code>eval.metrics</code>).</p>"
-    return ("<table><tr><th>metric</th><th>conditioned</th><th>shuffled video</th><th>difference</th></tr>"
+        return head + "<p>No metrics computed (set <code>eval.metrics</code>).</p>"
+    return (head + "<table><tr><th>metric</th><th>conditioned</th><th>shuffled video</th><th>difference</th></tr>"
             + "".join(rows) + "</table>")
+
+
+def _samples_intro(shown: int, total: int) -> str:
+    subset = (f"Showing <b>{shown} of {total} clips</b> (the first {shown} by name; all are in "
+              "<code>samples/</code>). " if shown < total else f"All {total} clip{'' if total == 1 else 's'}. ")
+    return (f"<h2>Samples</h2><p>{subset}Each row: the clip with the generated soundtrack, the audio alone, its "
+            "mel spectrogram with the video's beats and cuts, and the shuffled-video control.</p>")
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -85,10 +99,10 @@ def write_report(run_dir: str | Path) -> Path:
     curve = loss_curve(run_dir)
     if curve:
         parts.append(f"<h2>Training</h2><img src='{curve}'>")
-    samples = sorted((run_dir / "samples").glob("*.json"))[:MAX_SAMPLES] if (run_dir / "samples").is_dir() else []
+    every = sorted((run_dir / "samples").glob("*.json")) if (run_dir / "samples").is_dir() else []
+    samples = every[:MAX_SAMPLES]
     if samples:
-        parts.append("<h2>Samples</h2><p>Each row: the clip with the generated soundtrack, the audio alone, its "
-                     "mel spectrogram with the video's beats and cuts, and the shuffled-video control.</p>")
+        parts.append(_samples_intro(len(samples), len(every)))
     for meta_path in samples:
         meta = json.loads(meta_path.read_text())
         name = meta["item"]
@@ -108,6 +122,7 @@ def write_report(run_dir: str | Path) -> Path:
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidmusic report</title><style>"
             "body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+            ".warn{color:#a40}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>")
     out = run_dir / "report.html"
     with atomic_path(out) as tmp:

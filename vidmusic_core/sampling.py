@@ -21,6 +21,18 @@ from .layouts.music import delay_pad, effective_delays
 from .types import BackboneInput, Condition, MusicTokens, SamplingConfig
 
 
+def merge_forced(*parts: Tensor | None) -> Tensor | None:
+    """Overlay forced-code tensors ``[B, K, F_i]`` (``-1`` = free): later parts win where they are set."""
+    given = [p for p in parts if p is not None]
+    if not given:
+        return None
+    n = max(p.shape[2] for p in given)
+    out = torch.full((*given[0].shape[:2], n), -1, dtype=torch.long, device=given[0].device)
+    for p in given:
+        out[:, :, : p.shape[2]] = torch.where(p >= 0, p.to(out.device), out[:, :, : p.shape[2]])
+    return out
+
+
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
     """Mask logits ``[..., V]`` outside the top-k and/or the top-p nucleus with -inf."""
     if top_k and top_k < logits.shape[-1]:

@@ -20,7 +20,9 @@ from typing import Any, Sequence
 
 from .checkpoint import atomic_path
 from .config import compose
+from .control import control_missing
 from .errors import ConfigError
+from .progress import progress_bar
 
 
 @dataclass
@@ -65,9 +67,10 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
 
 
 def sweep(grid: Sequence[str], presets: Sequence[str] = (), files: Sequence[str] = (), overrides: Sequence[str] = (),
-          sugar: dict[str, str | None] | None = None, workers: int = 1, out_dir: str | Path | None = None
-          ) -> tuple[Path, list[SweepPoint]]:
-    """Run every grid point (``workers`` processes) and write ``table.md``, ``table.csv``, ``chart.png``."""
+          sugar: dict[str, str | None] | None = None, workers: int = 1, out_dir: str | Path | None = None,
+          progress: bool = True) -> tuple[Path, list[SweepPoint]]:
+    """Run every grid point (``workers`` processes) and write ``table.md``, ``table.csv``, ``chart.png``;
+    ``progress``: one bar over the points (the points themselves run without bars)."""
     points = parse_grid(grid)
     sugar = dict(sugar or {})
     # check every point's config before starting any work (typos fail fast)
@@ -77,11 +80,17 @@ def sweep(grid: Sequence[str], presets: Sequence[str] = (), files: Sequence[str]
     out = Path(out_dir) if out_dir else Path(cfgs[0].run.root) / "sweeps" / key
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(list(presets), [str(f) for f in files], list(overrides), sugar, p) for p in points]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(_run_point, jobs))
-    else:
-        results = [_run_point(j) for j in jobs]
+    results: list[SweepPoint] = []
+    with progress_bar(total=len(jobs), desc="sweep", unit="point", disable=not progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                for sp in pool.map(_run_point, jobs):
+                    results.append(sp)
+                    bar.update(1)
+        else:
+            for j in jobs:
+                results.append(_run_point(j))
+                bar.update(1)
     write_table(out, results)
     write_chart(out, results)
     return out, results
@@ -95,17 +104,19 @@ def _metric_keys(points: Sequence[SweepPoint]) -> list[str]:
 
 
 def write_table(out: Path, points: Sequence[SweepPoint]) -> None:
-    """``table.md`` and ``table.csv``: one row per point; each metric conditioned / shuffled control."""
+    """``table.md`` and ``table.csv``: one row per point; each metric conditioned / shuffled control (or
+    ``n/a: <why>`` where the point has no control, e.g. a single test clip)."""
     keys = _metric_keys(points)
     header = ["config", *[f"{k} ({v})" for k in keys for v in ("cond", "shuffled")], "run", "error"]
     rows = []
     for p in points:
         m = (p.results or {}).get("metrics", {})
+        missing = control_missing(p.results or {})  # e.g. "not possible with 1 test clip"
         cells = [" ".join(p.overrides) or "(base)"]
         for k in keys:
             for v in ("conditioned", "shuffled"):
                 x = m.get(k, {}).get(v)
-                cells.append("" if x is None else f"{x:.3f}")
+                cells.append(f"{x:.3f}" if x is not None else f"n/a: {missing}" if v == "shuffled" and missing else "")
         cells += [p.run_dir or "", (p.error or "").split("\n")[0]]
         rows.append(cells)
     with atomic_path(out / "table.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -132,7 +143,8 @@ def write_chart(out: Path, points: Sequence[SweepPoint]) -> None:
     x = np.arange(len(points))
     for ax, k in zip(axes[0], keys):
         for j, (v, colour) in enumerate((("conditioned", "tab:blue"), ("shuffled", "tab:gray"))):
-            vals = [((p.results or {}).get("metrics", {}).get(k, {}).get(v) or 0.0) for p in points]
+            vals = [(p.results or {}).get("metrics", {}).get(k, {}).get(v) for p in points]
+            vals = [float("nan") if x is None else x for x in vals]  # no bar where there is no value
             ax.bar(x + (j - 0.5) * 0.4, vals, 0.4, label=v, color=colour)
         ax.set_title(k, fontsize=9)
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)

@@ -1,11 +1,6 @@
-"""Test helpers for plugin authors (a pytest plugin, loaded through the ``pytest11`` entry point).
+"""Test helpers for plugin authors. Installed with vidmusic; pytest is optional.
 
-Fixtures:
-- ``vidmusic_host``: a fresh :class:`~vidmusic_core.plugins.PluginHost` **without** entry-point
-  autoload, installed as the default host for the test. Register what you test with
-  ``vidmusic_host.register_plugin(my_plugin_module)``.
-
-Functions:
+Functions (no pytest needed):
 - :func:`check_component_contract` builds a component from its default config on the CPU, runs a tiny
   batch, checks the documented shapes, round-trips the config through omegaconf and the weights
   through safetensors. Every built-in component's tests start with it::
@@ -14,6 +9,13 @@ Functions:
 
       def test_contract():
           check_component_contract("encoder", "mine")
+
+Fixtures (with pytest installed, e.g. ``pip install "vidmusic[test]"``; this module is a pytest plugin,
+loaded through the ``pytest11`` entry point):
+- ``vidmusic_host``: a fresh :class:`~vidmusic_core.plugins.PluginHost` **without** entry-point
+  autoload, installed as the default host for the test. Register what you test with
+  ``vidmusic_host.register_plugin(my_plugin_module)``. Without pytest, ``with use_host(PluginHost(
+  load_entry_points=False)) as host:`` does the same.
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -33,12 +34,18 @@ from .components import Backbone, ConditionEncoder, Metric, MusicCodec, Sequence
 from .types import IGNORE_INDEX, BackboneInput, BackboneOutput, Condition, Frames, MusicTokens, check_shapes
 
 
-@pytest.fixture
-def vidmusic_host() -> Iterator[PluginHost]:
-    """A fresh plugin host without entry-point autoload, made the default for the test."""
-    host = PluginHost(load_entry_points=False)
-    with use_host(host):
-        yield host
+try:  # the fixture needs pytest; the contract checks below do not
+    import pytest
+except ImportError:  # pragma: no cover - exercised in a subprocess by tests/test_testing_helpers.py
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+    @pytest.fixture
+    def vidmusic_host() -> Iterator[PluginHost]:
+        """A fresh plugin host without entry-point autoload, made the default for the test."""
+        host = PluginHost(load_entry_points=False)
+        with use_host(host):
+            yield host
 
 
 def make_frames(spec: Any, batch: int = 2, seconds: float = 2.0, seed: int = 0) -> Frames:

@@ -283,9 +283,9 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     stream = batch_stream(data, tc.batch_size, tc.seed, step * tc.grad_accum, rank, world)
     model.train()
 
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    bar = tqdm(total=end, initial=step, unit="step", desc="train", disable=not progress or rank != 0)
+    bar = progress_bar(total=end, initial=step, unit="step", desc="train", disable=not progress or rank != 0)
     last_loss = float("nan")
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     writer = _tensorboard(run_dir) if tc.tensorboard and rank == 0 else None

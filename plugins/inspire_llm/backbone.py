@@ -12,7 +12,7 @@ The parameter layout mirrors FunAudioLLM/InspireMusic ``inspiremusic/llm/llm.py`
     llm_decoder.{weight,bias}            [K*(A+1), D]  audio logits per codebook, EOS = A
     speech_embedding.weight              [K*A, D]      audio token embeddings (codebook k uses rows k*A..)
     spk_embed_affine_layer.{weight,bias} [D, 192]      unused (upstream too), present in the checkpoint
-    time_embedding                       no weights    sinusoidal seconds -> [D], rounded to fp16 as upstream
+    time_embedding                       no weights    sinusoidal seconds -> [D], computed and fp16-rounded as upstream
 
 Codebooks: InspireMusic predicts one token stream (K = 1, exactly the upstream layout). With K > 1
 (e.g. the ``rvq_mel`` codec's 4 codebooks) the backbone runs MusicGen-style parallel heads: the input
@@ -21,9 +21,11 @@ embedding of a frame is the sum of its K code embeddings and ``llm_decoder`` has
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -32,54 +34,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
-from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 
 from vidmusic_core import (IGNORE_INDEX, TokenLM, BackboneInput, BackboneOutput, ConfigError, ShapeError,
                            select_positions)
 
+from . import decode
 from .cache import InspireCache
+from .decode import DECODE_KERNELS
 
+#: the ``Qwen2Model.forward`` argument that takes the KV cache: ``cache`` (transformers >= 5.25, where
+#: ``past_key_values`` is deprecated, to be removed in 5.40), else ``past_key_values``. Read from the signature
+#: (``deprecate_kwarg`` keeps it) because an unknown keyword would vanish into ``**kwargs`` unnoticed.
+CACHE_KWARG = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
 #: structure label -> chorus_embedding row. Upstream's *training* map (dataset/processor.py CHORUS);
 #: its inference CLIs use a different one (verse 1, chorus 2), which we do not follow.
 STRUCTURE_LABELS = {"intro": 0, "chorus": 1, "verse": 2, "verse1": 2, "verse2": 3, "outro": 4}
 #: llm_embedding rows
 SOS, TASK, VIDEO_TASK = 0, 1, 2
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: values of ``backbone.decode_kernels`` (see :class:`InspireConfig`)
-DECODE_KERNELS = ("default", "packed")
-#: smallest weight (out * in) the ``packed`` step hands to oneDNN: below it oneDNN's per-call overhead
-#: (~15-30 us on our CPU) exceeds what its kernel saves over ``F.linear`` (crossover ~512 x 128 at batch 2-8)
-ONEDNN_MIN_NUMEL = 1 << 16
-
-
-def onednn_linear_available() -> bool:
-    """Whether this torch build has oneDNN's prepacked linear (``torch.ops.mkldnn._reorder_linear_weight`` +
-    ``_linear_pointwise``, what inductor's CPU freezing pass uses)."""
-    try:
-        return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-                and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
-    except (AttributeError, RuntimeError):
-        return False
-
-
-class _DecodePack:
-    """Weights prepared for the ``decode_kernels: packed`` step (:meth:`InspireBackbone._decode_weights`): fused /
-    packed copies of the Qwen2 layers' and ``llm_decoder``'s ``Linear`` weights, keyed by the pointers, version
-    counters and dtypes of the parameters they were built from (rebuilt when any changes). Not module state:
-    ``state_dict`` never sees it, ``deepcopy`` / pickling give an empty pack (oneDNN tensors cannot be
-    copied), and ``train()`` empties it (training changes the weights every step)."""
-
-    def __init__(self) -> None:
-        self.packs: dict[str, tuple[Any, list, Any, list]] = {}  # variant -> (key, layers, decoder, sources)
-        self.mods: Optional[list[nn.Linear]] = None  # the source modules (InspireBackbone._decode_linears)
-
-    def __deepcopy__(self, memo: dict) -> "_DecodePack":
-        return _DecodePack()
-
-    def __reduce__(self) -> tuple:
-        return (_DecodePack, ())
-
-
 # Qwen2 shapes: tiny (ours), base = Qwen2-0.5B, 1.5b / 1.5b-long = Qwen2.5-1.5B (public configs).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, text_vocab=256, audio_vocab=256,
@@ -92,26 +65,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["1.5b-long"] = PRESETS["1.5b"]
 
 
-def _version(t: Tensor) -> int:
-    """``t._version`` (bumped by every in-place change), or -1 for an inference tensor (which has none: a
-    model built under ``torch.inference_mode`` and then edited in place there is not noticed)."""
-    try:
-        return t._version
-    except RuntimeError:
-        return -1
-
-
-def _linear(x: Tensor, w: tuple[Tensor, Optional[Tensor], bool]) -> Tensor:
-    """``x [B, in] -> [B, out]`` with a prepared weight ``(weight, bias, onednn)`` (see ``_decode_weights``)."""
-    if w[2]:
-        return torch.ops.mkldnn._linear_pointwise(x, w[0], w[1], "none", [], "")
-    return F.linear(x, w[0], w[1])
-
-
 class SinusoidalEmbedding(nn.Module):
-    """Seconds ``[...]`` -> ``[..., dim]`` = [sin(t f_i) ‖ cos(t f_i)], f_i = 1e4^(-i/(dim/2-1)).
+    """Seconds ``[...]`` -> ``[..., dim]`` = [sin(t f_i) ‖ cos(t f_i)], f_i = 1e4^(-i/(dim/2-1)), rounded to fp16.
 
-    As upstream ``llm.py`` ``SinusoidalEmbedding``, the result is rounded to float16 (the caller casts it on).
+    The computation of upstream ``inspiremusic/llm/llm.py`` ``SinusoidalEmbedding.forward``, op for op: the
+    frequencies in float32 (``torch.tensor(log(10000) / (half_dim - 1))``, an integer ``arange``), the product
+    ``t[..., None] * f`` in the promoted dtype of ``t`` and float32 (float64 for upstream's float64 seconds),
+    sin ‖ cos, then ``.to(torch.float16)`` (the caller casts it on).
     """
 
     def __init__(self, dim: int) -> None:
@@ -120,9 +80,10 @@ class SinusoidalEmbedding(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         half = self.dim // 2
-        freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float64) * -(math.log(1e4) / (half - 1)))
-        angles = t.to(torch.float64)[..., None] * freqs  # [..., dim/2]
-        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(torch.float16)
+        f = torch.tensor(math.log(10000) / (half - 1), dtype=torch.float32, device=t.device)
+        f = torch.exp(torch.arange(half, device=t.device) * -f)  # [dim/2] float32
+        angles = t[..., None] * f  # [..., dim/2]
+        return torch.cat((angles.sin(), angles.cos()), dim=-1).to(torch.float16)
 
 
 class QwenLM(nn.Module):
@@ -149,7 +110,8 @@ class InspireConfig:
 
     ``size``: preset ``tiny`` | ``base`` (Qwen2-0.5B shape, D 896) | ``1.5b`` | ``1.5b-long`` (Qwen2.5-1.5B
     shape, D 1536). ``qwen_dir``: a local directory with a Qwen ``config.json`` (and tokenizer files):
-    its sizes replace the preset's, and its tokenizer encodes text. Explicit ``hidden``, ``layers``,
+    its sizes replace the preset's, and its tokenizer encodes text; relative in a saved component's
+    ``config.yaml`` (an import writes ``qwen``): relative to that directory (:meth:`resolve_paths`). Explicit ``hidden``, ``layers``,
     ``heads``, ``kv_heads``, ``intermediate``, ``text_vocab``, ``tie_word_embeddings``, ``rope_theta``,
     ``rms_norm_eps`` win over both. ``audio_vocab``: A (None: preset; 4096 upstream, 256 tiny = the
     ``rvq_mel`` codebook size). ``n_codebooks``: K (1 = upstream; >1 = parallel heads, see module doc).
@@ -159,13 +121,14 @@ class InspireConfig:
     ``colmajor_weights``: keep the Qwen2 layers' and ``llm_decoder``'s ``Linear`` weights with more rows than
     columns (q/k/v, o, gate, up, decoder) transposed in memory (same values and shapes; see
     :meth:`InspireBackbone.colmajor_weights_`): a CPU speed option for batch 1-2 decoding, off by default.
-    ``decode_kernels``: ``default`` | ``packed``. ``packed`` (CPU, fp32, inference): the single-token decode
-    step runs q/k/v and gate/up as one matrix product each and reads weights prepared for its batch size
-    (batch 1: column-major copies for MKL's matrix-vector product; batch >= 2: oneDNN prepacked copies),
-    ~1.35x faster steps at batch 1 and ~1.45-1.65x at batch 2-8 for a ~100M model on our CPU, logits equal to the
-    default step to ~1e-6, at the cost of up to ~1.75x the layers' weight memory in extra copies (built on
-    first use, see :meth:`InspireBackbone._decode_weights`). Elsewhere (GPU, bf16/fp16, autograd) it warns
-    once and runs the default step. Parameters, checkpoints and the prefill are unchanged.
+    ``decode_kernels``: ``auto`` (default) | ``packed`` | ``plain`` (``default`` = the old name of ``plain``):
+    which hand-written single-token decode step replaces transformers' forward (:mod:`inspire_llm.decode`).
+    ``auto``: the packed step wherever it applies (fp32 on a CPU with oneDNN, inference) — q/k/v and gate/up
+    as one matrix product each, weights prepared for the batch size (batch 1: column-major copies; batch >= 2:
+    oneDNN prepacked copies), the same tokens as ``plain`` (logits to ~1e-6), at the cost of up to ~1.75x the
+    layers' weight memory in extra copies built on first use; elsewhere (GPU, bf16/fp16, autograd) the plain
+    step, silently. ``packed``: the same, but warns once when it falls back. ``plain``: the step over the
+    model's own modules. Parameters, checkpoints and the prefill are unchanged.
     """
 
     size: str = "tiny"
@@ -187,7 +150,14 @@ class InspireConfig:
     grad_checkpointing: bool = False
     context_length: Optional[int] = None
     colmajor_weights: bool = False
-    decode_kernels: str = "default"
+    decode_kernels: str = "auto"
+
+    def resolve_paths(self, base: Union[str, Path]) -> "InspireConfig":
+        """This config with a relative ``qwen_dir`` taken relative to ``base`` (``load_component`` passes the
+        component's directory: an imported directory keeps working when moved or copied)."""
+        if self.qwen_dir is None or Path(self.qwen_dir).is_absolute():
+            return self
+        return dataclasses.replace(self, qwen_dir=str(Path(base) / self.qwen_dir))
 
 
 def read_qwen_config(qwen_dir: Union[str, Path]) -> Qwen2Config:
@@ -252,6 +222,8 @@ class InspireBackbone(TokenLM):
             raise ConfigError(f"backbone.dtype={cfg.dtype!r}; choose one of {', '.join(DTYPES)}")
         if cfg.n_codebooks < 1:
             raise ConfigError(f"backbone.n_codebooks={cfg.n_codebooks} must be >= 1")
+        if cfg.decode_kernels == "default":  # the old name of `plain`
+            cfg = dataclasses.replace(cfg, decode_kernels="plain")
         if cfg.decode_kernels not in DECODE_KERNELS:
             raise ConfigError(f"backbone.decode_kernels={cfg.decode_kernels!r}; choose one of "
                               f"{', '.join(DECODE_KERNELS)}")
@@ -279,7 +251,7 @@ class InspireBackbone(TokenLM):
         if cfg.grad_checkpointing:
             self.llm.model.gradient_checkpointing_enable()
         self._tokenizer: Any = None
-        self._pack = _DecodePack()
+        self._pack = decode.DecodePack()
         self._packed_warned = False
 
     def colmajor_weights_(self) -> "InspireBackbone":
@@ -330,8 +302,12 @@ class InspireBackbone(TokenLM):
         return self.chorus_embedding(labels)
 
     def embed_time(self, seconds: Tensor) -> Tensor:
-        """Seconds float ``[B, S]`` -> ``[B, S, D]`` sinusoidal (fp16-rounded as upstream), model dtype."""
-        return self.time_embedding(seconds).to(self.llm_decoder.weight.dtype)
+        """Seconds float ``[B, S]`` -> ``[B, S, D]`` sinusoidal (fp16-rounded as upstream), model dtype.
+
+        Seconds are taken as float64, as upstream's inference builds them (``cli/inference.py`` and
+        ``bin/inference.py``: ``torch.tensor([time_start], dtype=torch.float64)``; its training batches hold
+        the parquet's doubles too), so the rows equal upstream's bit for bit."""
+        return self.time_embedding(seconds.to(torch.float64)).to(self.llm_decoder.weight.dtype)
 
     @property
     def n_special_rows(self) -> int:  # type: ignore[override]
@@ -401,150 +377,29 @@ class InspireBackbone(TokenLM):
                 pos = (full.long().cumsum(dim=1) - 1).clamp(min=0)[:, past:]  # [B, S]
         return full, pos, new_real
 
-    def _fast_step_ok(self) -> bool:
-        """Whether :meth:`_step` may replace the transformers forward (SDPA, full attention, inference)."""
-        qcfg = self.llm.model.config
-        return (qcfg._attn_implementation == "sdpa" and not self.training
-                and all(t == "full_attention" for t in getattr(qcfg, "layer_types", None) or ["full_attention"]))
+    def _decode_step(self, x: Tensor, cache: InspireCache, full: Optional[Tensor], pos: Optional[Tensor],
+                     logits_positions: Union[str, Tensor, None]) -> Optional[BackboneOutput]:
+        """A hand-written single-token step (:mod:`inspire_llm.decode`) where one applies, else None.
 
-    def _step(self, x: Tensor, cache: InspireCache, full: Optional[Tensor], pos: Optional[Tensor]) -> Tensor:
-        """One cached decode position ``x [B, 1, D]`` -> final-norm hidden ``[B, 1, D]``.
-
-        The transformers ``Qwen2Model`` computation for a single new token, run over the same modules with
-        its per-call bookkeeping left out (no mask builder: a single query sees every cached key, so only a
-        padding mask ``[B, 1, 1, S_past+1]`` is passed, and none without padding; query heads packed per key
-        head as transformers' ``pack_gqa`` does, so no ``repeat_kv``). Keys / values go to ``cache`` in place.
+        ``decode_kernels``: ``auto`` / ``packed`` take :func:`~inspire_llm.decode.packed_step` where it applies
+        (``packed`` warns once where it does not), ``plain`` (and the fallback) :func:`~inspire_llm.decode.plain_step`.
         """
-        qwen = self.qwen
-        B = x.shape[0]
-        if pos is None:
-            pos = torch.full((1, 1), cache.get_seq_length(), dtype=torch.long, device=x.device)
-        cos, sin = qwen.rotary_emb(x, pos)
-        mask = None if full is None else full[:, None, None, :]  # [B, 1, 1, S_past + 1]
-        h = x
-        for i, layer in enumerate(qwen.layers):
-            attn = layer.self_attn
-            hd = attn.head_dim
-            y = layer.input_layernorm(h)
-            q = attn.q_proj(y).view(B, 1, -1, hd).transpose(1, 2)  # [B, H, 1, hd]
-            k = attn.k_proj(y).view(B, 1, -1, hd).transpose(1, 2)  # [B, H_kv, 1, hd]
-            v = attn.v_proj(y).view(B, 1, -1, hd).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            k, v = cache.update(k, v, i)  # [B, H_kv, S_past + 1, hd]
-            q = q.reshape(B, k.shape[1], -1, hd)  # [B, H_kv, H / H_kv, hd]: the group's heads as queries
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
-            h = h + attn.o_proj(o.reshape(B, 1, -1))  # head order kept: [H_kv, group] = H
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        return qwen.norm(h)
-
-    def _decode_linears(self) -> list[nn.Linear]:
-        """The step's ``Linear`` modules: per layer q, k, v, o, gate, up, down; then ``llm_decoder``."""
-        mods: list[nn.Linear] = []
-        for layer in self.qwen.layers:
-            a, m = layer.self_attn, layer.mlp
-            mods += [a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj]
-        return mods + [self.llm_decoder]
-
-    def _packed_ok(self, x: Tensor) -> bool:
-        """Whether the ``decode_kernels: packed`` step can run on ``x`` (fp32 on CPU with oneDNN, no autograd);
-        warns once when the option is set but the step falls back to :meth:`_step`."""
-        if torch.is_grad_enabled():
-            return False  # the prepared weights are detached copies; an autograd step takes the default path
-        if x.device.type == "cpu" and x.dtype == torch.float32 and onednn_linear_available():
-            return True
-        if not self._packed_warned:
-            self._packed_warned = True
-            warnings.warn(f"backbone.decode_kernels=packed needs fp32 on a CPU with oneDNN (got {x.dtype} on "
-                          f"{x.device.type}); decoding with the default step", RuntimeWarning, stacklevel=3)
-        return False
-
-    def _decode_weights(self, batch: int) -> tuple[list, Any]:
-        """The prepared weights of ``decode_kernels: packed`` for a step of ``batch`` rows (built on first use,
-        rebuilt when a source parameter changed: pointer, version counter or dtype).
-
-        Per layer ``(qkv, o, gate_up, down)`` and the decoder, each ``(weight, bias, onednn)``; q/k/v and
-        gate/up are concatenated along the output dimension (the same rows: each output equals the separate
-        projection's up to summation order). Two variants, each built only when a step of its batch size runs:
-
-        - ``batch == 1``: for ``F.linear`` (MKL's matrix-vector product), qkv, o, gate_up and the decoder
-          column-major (as :meth:`colmajor_weights_`), down as it is (row-major reads faster there). Extra
-          memory: all weights but down (~75% of the layers + the decoder; no copy for o / decoder when
-          ``colmajor_weights`` already made them column-major).
-        - ``batch >= 2``: every weight of at least :data:`ONEDNN_MIN_NUMEL` elements reordered into oneDNN's
-          blocked format (``torch.ops.mkldnn._reorder_linear_weight``, no batch hint: the format oneDNN picks
-          for an unknown batch, as fast at batch 2 and 8 as a batch-specific one); smaller ones stay on
-          ``F.linear`` as they are. Extra memory: all of them.
-        """
-        variant = "colmajor" if batch == 1 else "onednn"
-        mods = self._pack.mods
-        if mods is None:
-            mods = self._pack.mods = self._decode_linears()
-        params = [t for m in mods for t in (m.weight, m.bias) if t is not None]
-        key = tuple((t.data_ptr(), _version(t), t.dtype) for t in params)
-        entry = self._pack.packs.get(variant)
-        if entry is not None and entry[0] == key:
-            return entry[1], entry[2]
-        self._pack.packs.pop(variant, None)  # free the stale copy first
-        dnn = variant == "onednn"
-
-        def colmajor(w: Tensor) -> Tensor:
-            return w if w.stride(0) == 1 and w.shape[0] > 1 else w.t().contiguous().t()
-
-        def prep(w: Tensor, b: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor], bool]:
-            w, b = w.detach(), None if b is None else b.detach().contiguous()
-            if dnn and w.numel() >= ONEDNN_MIN_NUMEL:
-                return torch.ops.mkldnn._reorder_linear_weight(w.contiguous()), b, True
-            if dnn:
-                return w, b, False  # small: oneDNN's ~15-30 us per call costs more than it saves
-            return (colmajor(w) if w.shape[0] >= w.shape[1] else w.contiguous()), b, False
-
-        def cat(ts: list[Optional[Tensor]]) -> Optional[Tensor]:
-            return None if ts[0] is None else torch.cat(ts, dim=0)
-
-        with torch.no_grad():
-            layers = []
-            for i in range(len(self.qwen.layers)):
-                q, k, v, o, g, u, d = mods[7 * i:7 * i + 7]
-                qkv = prep(torch.cat([q.weight, k.weight, v.weight]), cat([q.bias, k.bias, v.bias]))
-                gu = prep(torch.cat([g.weight, u.weight]), cat([g.bias, u.bias]))
-                layers.append((qkv, prep(o.weight, o.bias), gu, prep(d.weight, d.bias)))
-            dec = prep(self.llm_decoder.weight, self.llm_decoder.bias)
-        # the sources are kept referenced so that no new tensor can reuse their addresses (and match the key)
-        self._pack.packs[variant] = (key, layers, dec, [t.detach() for t in params])
-        return layers, dec
-
-    def _step_packed(self, x: Tensor, cache: InspireCache, full: Optional[Tensor],
-                    pos: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        """:meth:`_step` over the prepared weights of ``decode_kernels: packed`` (:meth:`_decode_weights`): 4
-        matrix products a layer (q/k/v fused, o, gate/up fused, down) instead of 7. Returns the final-norm
-        hidden ``[B, D]`` and the decoder output ``[B, K*(A+1)]`` (the decoder runs on the same kernels)."""
-        qwen = self.qwen
-        B, D = x.shape[0], x.shape[-1]
-        layers, dec = self._decode_weights(B)
-        if pos is None:
-            pos = torch.full((1, 1), cache.get_seq_length(), dtype=torch.long, device=x.device)
-        cos, sin = qwen.rotary_emb(x, pos)  # [B or 1, 1, hd]
-        mask = None if full is None else full[:, None, None, :]  # [B, 1, 1, S_past + 1]
-        h = x.reshape(B, D)
-        for i, layer in enumerate(qwen.layers):
-            attn = layer.self_attn
-            hd = attn.head_dim
-            qkv_w, o_w, gu_w, down_w = layers[i]
-            qkv = _linear(layer.input_layernorm(h), qkv_w)  # [B, (H + 2 H_kv) hd]
-            nq = attn.config.num_attention_heads * hd
-            nk = (qkv.shape[1] - nq) // 2
-            q = qkv[:, :nq].view(B, -1, 1, hd)  # [B, H, 1, hd]
-            k = qkv[:, nq:nq + nk].view(B, -1, 1, hd)  # [B, H_kv, 1, hd]
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            k, v = cache.update(k, qkv[:, nq + nk:].view(B, -1, 1, hd), i)  # [B, H_kv, S_past + 1, hd]
-            q = q.view(B, k.shape[1], -1, hd)  # [B, H_kv, H / H_kv, hd]: the group's heads as queries
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
-            h = h + _linear(o.reshape(B, -1), o_w)  # head order kept: [H_kv, group] = H
-            gu = _linear(layer.post_attention_layernorm(h), gu_w)  # [B, 2 I]
-            n = gu.shape[1] // 2
-            h = h + _linear(layer.mlp.act_fn(gu[:, :n]) * gu[:, n:], down_w)
-        h = qwen.norm(h)
-        return h, _linear(h, dec)
+        if not decode.fast_step_ok(self.qwen, self.training):
+            return None
+        kern = self.cfg.decode_kernels
+        if kern in ("auto", "packed") and isinstance(logits_positions, str) and logits_positions in ("last", "all"):
+            if decode.packed_applies(x):
+                B = x.shape[0]
+                hidden, logits = decode.packed_step(self.qwen, self.llm_decoder, self._pack, x, cache, full, pos)
+                logits = logits.float().view(B, 1, self.n_codebooks, self.cardinality + 1).transpose(1, 2)
+                return BackboneOutput(logits=logits, hidden=hidden.view(B, 1, -1), cache=cache)
+            if kern == "packed" and not self._packed_warned and not torch.is_grad_enabled():
+                self._packed_warned = True
+                warnings.warn(f"backbone.decode_kernels=packed needs fp32 on a CPU with oneDNN (got {x.dtype} on "
+                              f"{x.device.type}); decoding with the plain step", RuntimeWarning, stacklevel=4)
+        hidden = decode.plain_step(self.qwen, x, cache, full, pos)  # [B, 1, D]
+        sel = select_positions(hidden, logits_positions)
+        return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)
 
     def decode_logits(self, hidden: Tensor) -> Tensor:
         """Hidden ``[B, S, D]`` -> float32 logits ``[B, K, S, A+1]`` (``llm_decoder``; EOS = A)."""
@@ -566,19 +421,13 @@ class InspireBackbone(TokenLM):
         if x.dtype != self.llm_decoder.weight.dtype:
             x = x.to(self.llm_decoder.weight.dtype)
         mask, pos, new_real = self._mask_and_positions(inp, cache)
-        if (x.shape[1] == 1 and new_real and inp.position_ids is None and isinstance(cache, InspireCache)
-                and self._fast_step_ok()):
-            if (self.cfg.decode_kernels == "packed" and isinstance(logits_positions, str)
-                    and logits_positions in ("last", "all") and self._packed_ok(x)):
-                B = x.shape[0]
-                hidden, logits = self._step_packed(x, cache, mask, pos)  # [B, D], [B, K*(A+1)]
-                logits = logits.float().view(B, 1, self.n_codebooks, self.cardinality + 1).transpose(1, 2)
-                return BackboneOutput(logits=logits, hidden=hidden.view(B, 1, -1), cache=cache)
-            hidden = self._step(x, cache, mask, pos)  # [B, 1, D]
-        else:
-            out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos,
-                            past_key_values=cache, use_cache=cache is not None)
-            hidden = out.last_hidden_state  # [B, S, D]
+        if x.shape[1] == 1 and new_real and inp.position_ids is None and isinstance(cache, InspireCache):
+            step = self._decode_step(x, cache, mask, pos, logits_positions)
+            if step is not None:
+                return step
+        out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=cache is not None,
+                        **{CACHE_KWARG: cache})
+        hidden = out.last_hidden_state  # [B, S, D]
         sel = select_positions(hidden, logits_positions)
         return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)
 

@@ -12,7 +12,8 @@ files (upstream loads Qwen2 from the same directory, ``basemodel_path``). We rea
 
 The backbone is built with those sizes, the weights are checked key by key and loaded strictly, and
 ``model.safetensors`` + ``config.yaml`` are written (plus ``qwen/``: a copy of config.json and the
-tokenizer files, which ``backbone.qwen_dir`` points to). Nothing is written when keys do not match.
+tokenizer files, which ``backbone.qwen_dir: qwen`` names relative to OUT, so OUT can be moved or copied).
+Nothing is written when keys do not match.
 When the model directory has a ``wavtokenizer/`` folder (``config.yaml`` + ``model.pt``) it is imported into
 ``OUT/wavtokenizer/`` as a ``wavtokenizer`` codec (``inspire_llm.wavtokenizer``); without one, a note says so.
 """
@@ -217,7 +218,7 @@ def import_inspiremusic(source: Path, out_dir: Path, cfg: Optional[InspireImport
         for name in QWEN_FILES:
             if (qwen_dir / name).is_file():
                 shutil.copyfile(qwen_dir / name, qdst / name)
-        bcfg.qwen_dir = str(qdst.resolve())
+        bcfg.qwen_dir = qdst.name  # relative: load_component resolves it against OUT (movable, copyable)
     save_component(out_dir, model, "backbone", "inspire", bcfg)
     from .wavtokenizer import import_wavtokenizer_folder  # local: only when importing
 

@@ -11,7 +11,7 @@ Parameter names are fairseq's, so an upstream checkpoint's ``model`` dict loads 
     decoder.layers.{l}.self_attn_layer_norm.*      [D]
     decoder.layers.{l}.fc1.* / fc2.*               [F, D] / [D, F]
     decoder.layers.{l}.final_layer_norm.*          [D]
-    decoder.layer_norm.*                           [D]     only with normalize_before (the fairseq LM default)
+    decoder.layer_norm.*                           [D]     only with final_norm (default: with normalize_before)
     decoder.output_projection.weight               [V, D]  (tied to embed_tokens with share_input_output_embed)
 
 Input embeddings are ``sqrt(D) * embed_tokens`` (:meth:`embed`); ``forward`` adds fairseq sinusoidal
@@ -55,8 +55,9 @@ class MusecocoConfig:
     ``large``, ``gpt_base``); ``layers``/``width``/``heads``/``ffn``/``dropout`` override it (dropout:
     0.1 upstream, 0 for ``tiny``). ``vocab``: the codec's
     vocabulary (``remi`` 917 | ``musecoco`` 1253 ids); ``audio_vocab``: filled from the codec by the model
-    builder, so a codec/backbone vocabulary mismatch is an error. ``normalize_before``: pre-LN layers +
-    final LayerNorm, what fairseq's ``base_lm_architecture`` builds for every LM (False = post-LN).
+    builder, so a codec/backbone vocabulary mismatch is an error. ``normalize_before``: pre-LN layers
+    (fairseq ``decoder_normalize_before``; False = post-LN). ``final_norm``: a LayerNorm after the last layer
+    (``decoder.layer_norm``); None = fairseq's rule without ``no_decoder_final_norm``: with pre-LN layers only.
     ``attribute_prefix``: the token stream starts with 63 attributes + ``<sep>`` (positions from
     ``<sep>``). ``positions_from``: ``sep`` (upstream training) | ``last_attribute`` (upstream inference
     passes ``sep_pos`` one short, so its positions start one token earlier). ``attribute_dropout``: the
@@ -75,6 +76,7 @@ class MusecocoConfig:
     dropout: Optional[float] = None
     activation_dropout: float = 0.0
     normalize_before: bool = True
+    final_norm: Optional[bool] = None
     learned_pos: bool = False
     share_input_output_embed: bool = False
     no_scale_embedding: bool = False
@@ -173,7 +175,8 @@ class LinearDecoder(nn.Module):
             if isinstance(mod, nn.Linear):
                 nn.init.xavier_uniform_(mod.weight)
                 nn.init.zeros_(mod.bias)
-        self.layer_norm = nn.LayerNorm(dim) if cfg.normalize_before else None
+        final = cfg.normalize_before if cfg.final_norm is None else cfg.final_norm
+        self.layer_norm = nn.LayerNorm(dim) if final else None  # applied whenever present, as fairseq's decoder
         self.output_projection = nn.Linear(dim, V, bias=False)
         if cfg.share_input_output_embed:
             self.output_projection.weight = self.embed_tokens.weight

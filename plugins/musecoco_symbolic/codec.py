@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidmusic_core import ConfigError, MusicTokens, SymbolicCodec, atomic_path
+from vidmusic_core import ConfigError, GenerationRequest, MusicTokens, SequenceLayout, SymbolicCodec, atomic_path
 
 from . import remigen
 from .density import DEFAULT_EDGES, DENSITY_TOKENS, bars_of, check_edges, timing_after, with_bar_density
@@ -315,6 +315,26 @@ class RemiCodec(SymbolicCodec):
             end_ticks = tick_at(score, end_seconds) if end_seconds is not None else max(score.end(), start_ticks) + 1
         piece = score.clip(int(start_ticks), int(end_ticks), False)
         return piece.shift_time(-int(start_ticks)) if start_ticks else piece
+
+    def n_frames(self, seconds: float) -> int:
+        """The token budget for ``seconds`` of music: the attribute prefix + 100 tokens per second."""
+        from .policy import token_budget
+
+        return token_budget(self, seconds)
+
+    def plan_request(self, request: GenerationRequest, layout: SequenceLayout,
+                     videos: Optional[Sequence[Union[str, os.PathLike]]] = None,
+                     spans: Optional[Sequence[tuple[float, float]]] = None) -> GenerationRequest:
+        """Budget, EOS, forced prefix and per-bar controller of a request (see :mod:`.policy`)."""
+        from .policy import plan_request
+
+        return plan_request(self, request, layout, videos, spans)
+
+    def row_meta(self, tokens: MusicTokens, row: int) -> dict[str, Any]:
+        """The per-bar controls a generated row wrote (``bar_cuts`` / ``bar_density``)."""
+        from .policy import bar_control_meta
+
+        return bar_control_meta(self, tokens, row)
 
     def bar_controller(self, cuts: Optional[Sequence[Sequence[float]]] = None,
                        density: Optional[Sequence[Optional[DensityFn]]] = None) -> Optional["BarController"]:

@@ -8,11 +8,11 @@ It is read with ``torch.load(weights_only=True, mmap=True)``, allow-listing only
 numpy numbers); nothing else is unpickled, and the mapped file is not read into memory whole.
 
 Sizes come from ``args`` (``decoder_layers``, ``decoder_embed_dim``, ``decoder_attention_heads``,
-``decoder_ffn_embed_dim``, ``decoder_normalize_before`` …; without args: from the tensor shapes, heads
-from the upstream preset of that width). Parameter names are kept (our module uses fairseq's);
-``decoder.version`` and ``decoder.embed_positions._float_tensor`` are fairseq bookkeeping buffers and are
-dropped with a note. The vocabulary is fairseq's ``dict.txt`` (``dict_file``, default: beside the
-checkpoint; absent: upstream's dict, which our ``musecoco`` vocabulary reproduces): rows of
+``decoder_ffn_embed_dim`` …; without args: from the tensor shapes, heads from the upstream preset of that
+width); the layer order and the final LayerNorm are read separately (:func:`layer_norm_placement`).
+Parameter names are kept (our module uses fairseq's); ``decoder.version`` and
+``decoder.embed_positions._float_tensor`` are fairseq bookkeeping buffers and are dropped with a note. The
+vocabulary is fairseq's ``dict.txt`` (``dict_file``, default: beside the checkpoint; absent: upstream's dict, which our ``musecoco`` vocabulary reproduces): rows of
 ``embed_tokens``/``output_projection`` are reordered to our ``musecoco`` ids; our symbols missing from
 the dict are reported as missing ``vocab:<symbol>``, dict symbols we do not have as unexpected.
 """
@@ -44,12 +44,15 @@ class MusecocoImportConfig:
     ``dict_file``: fairseq ``dict.txt`` (None: ``dict.txt`` beside the checkpoint, else upstream's).
     ``dtype``: fp32 | bf16 | fp16 of the written weights. ``positions_from``: ``sep`` | ``last_attribute``
     (see the backbone). ``allow_numpy_scalars``: also allow-list numpy scalars/dtypes when unpickling.
+    ``normalize_before``: the layer order (pre-LN true, post-LN false) for a checkpoint without
+    ``args.decoder_normalize_before`` (None: args, else inferred, see :func:`layer_norm_placement`).
     """
 
     dict_file: Optional[str] = None
     dtype: str = "fp32"
     positions_from: str = "sep"
     allow_numpy_scalars: bool = False
+    normalize_before: Optional[bool] = None
 
 
 def _safe_globals(allow_numpy: bool) -> list[Any]:
@@ -82,8 +85,10 @@ def load_fairseq_checkpoint(path: Path, allow_numpy: bool = False) -> dict[str, 
     return ckpt
 
 
-def config_from(args: Any, state: dict[str, torch.Tensor], where: Path) -> tuple[MusecocoConfig, list[str]]:
-    """Backbone sizes from fairseq ``args`` (or, without them, the tensor shapes)."""
+def config_from(args: Any, state: dict[str, torch.Tensor], where: Path,
+                normalize_before: Optional[bool] = None) -> tuple[MusecocoConfig, list[str]]:
+    """Backbone sizes from fairseq ``args`` (or, without them, the tensor shapes); layer norms: see
+    :func:`layer_norm_placement`."""
     notes = []
     get = (lambda k, d=None: getattr(args, k, d)) if args is not None else (lambda k, d=None: d)
     emb = state.get("decoder.embed_tokens.weight")
@@ -97,22 +102,62 @@ def config_from(args: Any, state: dict[str, torch.Tensor], where: Path) -> tuple
     ffn = get("decoder_ffn_embed_dim") or state["decoder.layers.0.fc1.weight"].shape[0]
     if args is None:
         notes.append(f"{where.name}: no fairseq args; sizes read from the tensor shapes (heads {heads} by width)")
-    pre = "decoder.layer_norm.weight" in state
-    if get("decoder_normalize_before") is not None and bool(get("decoder_normalize_before")) != pre:
-        notes.append(f"args.decoder_normalize_before={get('decoder_normalize_before')} but decoder.layer_norm is "
-                     f"{'present' if pre else 'absent'}; following the weights")
+    pre, final = layer_norm_placement(args, state, where, notes, normalize_before)
     cfg = MusecocoConfig(
         size="tiny", layers=layers, width=D, heads=int(heads), ffn=int(ffn), vocab="musecoco",
         dropout=float(get("dropout", 0.1) or 0.0), activation_dropout=float(get("activation_dropout", 0.0) or 0.0),
-        normalize_before=pre, learned_pos=bool(get("decoder_learned_pos", False)),
+        normalize_before=pre, final_norm=final, learned_pos=bool(get("decoder_learned_pos", False)),
         share_input_output_embed=bool(get("share_decoder_input_output_embed", False)),
         no_scale_embedding=bool(get("no_scale_embedding", False)))
     if (get("activation_fn") or "gelu") != "gelu":
         notes.append(f"args.activation_fn={get('activation_fn')!r}; this backbone uses gelu")
     if get("arch"):
         notes.append(f"fairseq arch {get('arch')}: {layers} layers, width {D}, {heads} heads, FFN {ffn}, vocabulary {V}, "
-                     f"{'pre' if pre else 'post'}-LN")
+                     f"{'pre' if pre else 'post'}-LN, {'a' if final else 'no'} final LayerNorm")
     return cfg, notes
+
+
+def layer_norm_placement(args: Any, state: dict[str, torch.Tensor], where: Path, notes: list[str],
+                         normalize_before: Optional[bool] = None) -> tuple[bool, bool]:
+    """(pre-LN layers, final LayerNorm) of a fairseq decoder: two settings, read separately.
+
+    fairseq (``TransformerDecoder.__init__``; MuseCoco's ``linear/transformer.py`` L110) orders every layer by
+    ``decoder_normalize_before`` and builds ``decoder.layer_norm`` only when ``decoder_normalize_before and not
+    no_decoder_final_norm``; its forward applies that norm whenever it exists. So the final norm is whatever the
+    weights hold (a ``decoder.version`` <= 2 checkpoint has it dropped, as fairseq's
+    ``upgrade_state_dict_named`` does) and the layer order is ``args.decoder_normalize_before``. Without args
+    (or the option ``normalize_before``, which wins) the order is inferred: a final norm means pre-LN (only
+    pre-LN builds one); none means post-LN (fairseq's ``transformer_lm`` default), with a note, as a pre-LN
+    model trained with ``no_decoder_final_norm`` looks the same.
+    """
+    final = "decoder.layer_norm.weight" in state
+    version = state.get("decoder.version")
+    if final and version is not None and float(version.flatten()[0]) <= 2:
+        for k in ("decoder.layer_norm.weight", "decoder.layer_norm.bias"):
+            state.pop(k, None)
+        final = False
+        notes.append(f"{where.name}: decoder.version {float(version.flatten()[0]):g} <= 2: fairseq drops the final "
+                     "LayerNorm of such checkpoints (upgrade_state_dict_named), and so do we")
+    nb = getattr(args, "decoder_normalize_before", None) if args is not None else None
+    if normalize_before is not None:
+        pre = bool(normalize_before)
+        if nb is not None and bool(nb) != pre:
+            notes.append(f"option normalize_before={pre} overrides args.decoder_normalize_before={nb}")
+    elif nb is not None:
+        pre = bool(nb)
+    else:
+        pre = final
+        notes.append(f"{where.name}: no decoder_normalize_before in the checkpoint: {'pre' if pre else 'post'}-LN "
+                     f"layers inferred from the {'presence' if final else 'absence'} of decoder.layer_norm"
+                     + ("" if final else " (a pre-LN model trained with no_decoder_final_norm looks the same: "
+                        "pass normalize_before=true for it)"))
+    if nb is not None:
+        built = bool(nb) and not bool(getattr(args, "no_decoder_final_norm", False))
+        if built != final:
+            notes.append(f"args (decoder_normalize_before={nb}, no_decoder_final_norm="
+                         f"{getattr(args, 'no_decoder_final_norm', False)}) say {'a' if built else 'no'} final "
+                         f"LayerNorm but the weights hold {'one' if final else 'none'}; following the weights")
+    return pre, final
 
 
 def import_musecoco(source: Path, out_dir: Path, cfg: Optional[MusecocoImportConfig] = None) -> ImportReport:
@@ -127,10 +172,10 @@ def import_musecoco(source: Path, out_dir: Path, cfg: Optional[MusecocoImportCon
     report = ImportReport(out_dir=out_dir)
     ckpt = load_fairseq_checkpoint(source, cfg.allow_numpy_scalars)
     state = dict(ckpt["model"])
+    bcfg, notes = config_from(ckpt.get("args"), state, source, cfg.normalize_before)  # reads decoder.version
     for k in BOOKKEEPING:
         if state.pop(k, None) is not None:
             report.notes.append(f"dropped fairseq buffer {k}")
-    bcfg, notes = config_from(ckpt.get("args"), state, source)
     report.notes += notes
     bcfg.positions_from, bcfg.dtype = cfg.positions_from, cfg.dtype
 

@@ -53,8 +53,6 @@ def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
 def register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     import click
 
-    from vidmusic_core.cli import friendly_errors
-
     @cli.command("corpus")
     @click.argument("out", type=click.Path(file_okay=False))
     @click.option("--collection", default="bach", show_default=True,
@@ -66,7 +64,6 @@ def register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     @click.option("--colour", type=click.Choice(["black", "key"]), default="black", show_default=True,
                   help="constant video colour; 'key' makes the video carry the measured key")
     @click.option("--no-progress", is_flag=True, help="no progress bar")
-    @friendly_errors
     def corpus(out: str, collection: str, n: int | None, seconds: float | None, seed: int, program: int | None,
                colour: str, no_progress: bool) -> None:
         """Export music21-corpus pieces as MIDI + constant video for symbolic-LM pretraining (offline)."""

@@ -264,6 +264,10 @@ class RVQMelCodec(MusicCodec):
                          "seconds_seen": seen / self.frame_rate, "residual_mse": mse,
                          "fit_seconds": time.perf_counter() - t0}
 
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has learnt the codebooks (``prepare`` fits on the train split)."""
+        return bool(self.fitted)
+
     def _check_fitted(self, what: str) -> None:
         if not bool(self.fitted):
             raise NotFittedError(

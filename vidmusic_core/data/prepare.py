@@ -126,15 +126,14 @@ def item_midi(item: Item, codec_name: str) -> str:
 
 
 def fit_or_load_codec(cfg: DictConfig, store_dir: Path, items: Sequence[Item], progress: bool) -> Any:
-    """Build the codec; if it needs fitting (``fitted`` buffer False), fit it on the train split once and
+    """Build the codec; if it needs fitting (``codec.is_fitted()`` False), fit it on the train split once and
     save it under ``store_dir/codec`` (later calls and other shards load that)."""
     saved = store_dir / "codec"
     if (saved / "model.safetensors").is_file():
         return load_component(saved, expected_kind="codec")
     comp, ccfg = component_from_config(cfg, "codec")
     codec = comp.build(ccfg)
-    fitted = getattr(codec, "fitted", None)
-    if fitted is not None and not bool(fitted):
+    if not codec.is_fitted():
         train = [it for it in items if it.split == "train"] or list(items)
         audio = (load_item_audio(it, codec.sample_rate, cfg.data.clip_seconds) for it in sorted(train, key=lambda i: i.name))
         codec.fit(audio)
@@ -205,11 +204,11 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
             bits = 16 if codec.cardinality < 2 ** 15 else 32
             stores.append((cstore, codec_row, {"int_bits": bits}))
 
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     todo = [(store, fn, kw, k) for store, fn, kw in stores for k in mine if not store.has_shard(k)]
     total = sum(len(chunks[k]) for *_, k in todo)
-    with tqdm(total=total, unit="item", desc="prepare", disable=not progress) as bar:
+    with progress_bar(total=total, unit="item", desc="prepare", disable=not progress) as bar:
         for store, fn, kw, k in todo:
             rows = []
             for it in chunks[k]:

@@ -210,9 +210,9 @@ def make_toy_dataset(out_dir: str | os.PathLike[str], n: int = 200, seconds: flo
     bar = None
     try:
         if progress:
-            from tqdm import tqdm
+            from ..progress import progress_bar
 
-            bar = tqdm(total=n, desc="toy clips", unit="clip")
+            bar = progress_bar(total=n, desc="toy clips", unit="clip")
         done = (pool.imap_unordered(_clip_job, jobs, chunksize=max(1, min(8, n // (4 * procs))))
                 if pool is not None else map(_clip_job, jobs))
         for _ in done:

@@ -334,3 +334,14 @@ class MotionEncoder(ConditionEncoder):
                              f"(rate={self.cfg.rate}); the cache was written with other frames or options")
         tokens = feats[:, :N].float()
         return Condition(tokens, mask.to(tokens.device), times.to(tokens.device).contiguous())
+
+
+def video_cuts(video: "str | Path", start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """Hard cuts (seconds from ``start``) of ``video`` in ``[start, end)``, detected by this encoder's
+    frame-difference detector at its frame rate (30 fps, 32 px)."""
+    from ..video import load_frames
+
+    frames = load_frames([video], MotionEncoder(MotionConfig()).frame_spec, start, end)
+    n = int(frames.local_mask[0].sum())  # type: ignore[index]
+    _, cuts = detect_beats_and_cuts(frames.local[0, :n].numpy(), frames.local_times[0, :n].numpy())
+    return np.asarray(cuts, dtype=float) - start
