@@ -238,3 +238,14 @@ def test_cli_smoke_run_through_eval(tmp_path):
     assert metas and all((run_dir / "samples" / m["wav"]).is_file() for m in metas)
     cache = next(Path(tmp_path, "data").glob("toy-*/.vidmusic-cache/codec-mel_latent-*"))
     assert list(cache.glob("part-*.parquet")) and (cache / "codec" / "model.safetensors").is_file()
+
+
+def test_sweep_grid_over_backbones_composes_both():
+    """`vidmusic sweep --grid backbone=inspire,flow`: a section alone names the component; each point gets its
+    backbone's run defaults (flow: mel_latent latents, inspire: rvq_mel tokens)."""
+    from vidmusic_core.sweep import parse_grid
+
+    points = parse_grid(["backbone=inspire,flow"])
+    assert points == [["backbone.name=inspire"], ["backbone.name=flow"]]
+    cfgs = [compose(presets=["smoke"], overrides=p) for p in points]
+    assert [(c.backbone.name, c.codec.name) for c in cfgs] == [("inspire", "rvq_mel"), ("flow", "mel_latent")]
