@@ -23,6 +23,15 @@ from vidmusic_core.model import build_model, build_codec
 C, D, FR, W = 4, 8, 25.0, 32
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one torch thread is faster than two on a shared 2-core machine (no spinning); restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class _Codec:  # what generate reads from a codec
     frame_rate = FR
 
@@ -60,9 +69,9 @@ def test_registered_with_its_layouts_and_representation():
 def test_trains_on_synthetic_latents_and_samples_the_condition():
     bb, lay = tiny(cond_dropout=0.0, prompt_prob=0.0)
     opt = torch.optim.AdamW([*bb.parameters(), *lay.parameters()], lr=3e-3)
-    T, losses = 24, []
-    for step in range(120):
-        cond = condition(16, step)
+    T, losses = 16, []
+    for step in range(80):
+        cond = condition(8, step)
         loss = bb.loss(lay(bb, cond, MusicLatents(target_of(cond, T), None, FR)))
         opt.zero_grad()
         loss.backward()
