@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checkpoint import atomic_path
-from .config import compose
+from .config import COMPONENT_SECTIONS, compose
 from .control import control_missing
 from .errors import ConfigError
 from .progress import progress_bar
@@ -34,12 +34,14 @@ class SweepPoint:
 
 
 def parse_grid(grid: Sequence[str]) -> list[list[str]]:
-    """``["encoder.name=clip,lstv", "train.lr=1e-3,3e-4"]`` -> the list of points' overrides."""
+    """``["encoder.name=clip,lstv", "train.lr=1e-3,3e-4"]`` -> the list of points' overrides. A component section
+    alone names the component: ``backbone=inspire,flow`` is ``backbone.name=inspire,flow``."""
     axes = []
     for g in grid:
         if "=" not in g:
             raise ConfigError(f"--grid {g!r} must look like key=v1,v2,...")
         key, values = g.split("=", 1)
+        key = f"{key}.name" if key in COMPONENT_SECTIONS else key
         vals = [v for v in values.split(",") if v != ""]
         if not vals:
             raise ConfigError(f"--grid {g!r} lists no values")

@@ -57,9 +57,9 @@ class FlowConfig:
     """
 
     width: int = 128
-    layers: int = 4
+    layers: int = 3
     heads: int = 4
-    ffn: int = 512
+    ffn: int = 256
     latent_dim: Optional[int] = None
     dropout: float = 0.0
     cond_dropout: float = 0.1
