@@ -28,7 +28,7 @@ probability ``prompt_prob``, as Voicebox's in-context infilling), so the new fra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -79,13 +79,6 @@ class FlowBackbone(MusicBackbone):
     Config = FlowConfig
     representation: ClassVar[str] = "latents"
     supported_layouts: ClassVar[tuple[str, ...]] = ("aligned", "cross", "prefix")
-    run_defaults: ClassVar[Mapping[str, Any]] = {
-        "codec": {"name": "mel_latent"},
-        "backbone": {"name": "flow"},
-        "generate": {"steps": 16, "cfg_coef": 1.0},
-        "train": {"steps": 400, "batch_size": 16, "lr": 0.001, "warmup_steps": 50, "ckpt_every": 200},
-        "eval": {"metrics": ["beat_f1", "tempo_acc", "key_acc", "fd_mel"]},
-    }
 
     def __init__(self, cfg: Optional[FlowConfig] = None) -> None:
         super().__init__()
