@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
@@ -247,6 +249,19 @@ def test_cli_smoke_run_through_eval(tmp_path):
     assert metas and all((run_dir / "samples" / m["wav"]).is_file() for m in metas)
     cache = next(Path(tmp_path, "data").glob("toy-*/.vidmusic-cache/codec-mel_latent-*"))
     assert list(cache.glob("part-*.parquet")) and (cache / "codec" / "model.safetensors").is_file()
+
+    # a video 2.5x the trained length goes in windows through the one long-video loop, each continuing the last
+    # latent frames (generate.overlap_seconds), from the run's model directory
+    from vidmusic_core.video import write_video
+
+    video = write_video(tmp_path / "long.mp4", (np.random.default_rng(0).random((60, 32, 32, 3)) * 255).astype(np.uint8), 12)
+    gen = subprocess.run([str(Path(sys.executable).parent / "vidmusic"), "generate", str(video), "--model", str(run_dir),
+                          "-o", str(tmp_path / "long"), "--no-progress"], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert gen.returncode == 0, gen.stderr[-3000:]
+    meta = json.loads((tmp_path / "long" / "long.json").read_text())
+    audio, sr = sf.read(str(tmp_path / "long" / "long.wav"))
+    assert len(meta["window_seeds"]) == 3 and abs(len(audio) / sr - 5.0) < 0.05 and np.isfinite(audio).all()
 
 
 def test_sweep_grid_over_backbones_composes_both():

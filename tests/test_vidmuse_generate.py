@@ -156,8 +156,8 @@ def test_chunked_decode_matches_the_whole_and_mux_pads(imported: dict[str, Path]
     from vidmusic_core.types import MusicTokens
     from vidmusic_core.video import mux_audio
 
-    class FrameLocal:
-        sample_rate, frame_rate = 100, 10.0
+    class FrameLocal:  # the attributes decode_frames reads
+        sample_rate, frame_rate, representation = 100, 10.0, "tokens"
 
         def decode(self, tokens: MusicTokens) -> torch.Tensor:  # each frame -> 10 samples of its code 0
             return tokens.codes[:, :1].float().repeat_interleave(10, dim=-1) / 100

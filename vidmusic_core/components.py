@@ -337,11 +337,6 @@ class LatentCodec(MusicCodec):
 
     representation: ClassVar[str] = "latents"
 
-    def windows(self, backbone: "MusicBackbone", seconds: float, window_s: float, overlap_s: float, out_dir: Path,
-                stem: str, prompt_bars: int = 1) -> Any:
-        raise ConfigError(f"{seconds:.1f} s is longer than one window ({window_s:g} s) and long videos with a latent "
-                          "codec are not supported yet; pass seconds <= the window (--seconds), or set "
-                          "generate.window_seconds")
 
     @abc.abstractmethod
     def encode(self, audio: Tensor) -> MusicLatents:

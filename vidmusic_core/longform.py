@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .layouts.music import effective_delays
-from .types import Frames, GenerationRequest, MusicOutput, MusicTokens, SamplingConfig
+from .types import Frames, GenerationRequest, MusicLatents, MusicOutput, MusicTokens, SamplingConfig
 from .video import FrameSampler, PathLike, probe_video
 
 
@@ -86,17 +86,23 @@ def window_seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * index) % (2**31 - 1)
 
 
-def decode_frames(codec: Any, codes: Tensor, start: int, end: int, chunk: int, context: int,
+def decode_frames(codec: Any, frames: Tensor, start: int, end: int, chunk: int, context: int,
                   device: Any = None) -> Iterator[Tensor]:
-    """Audio ``[C, samples]`` of music frames ``[start, end)`` of ``codes [1, K, n]``, yielded in pieces of at most
-    ``chunk`` frames; each piece is decoded with up to ``context`` frames of codes on either side (those that
-    exist) and trimmed to its own samples, so peak memory is that of ``chunk + 2 context`` frames."""
+    """Audio ``[C, samples]`` of music frames ``[start, end)`` of ``frames`` (codes ``[1, K, n]``, or latents
+    ``[1, n, C]`` for a latent codec), yielded in pieces of at most ``chunk`` frames; each piece is decoded with
+    up to ``context`` frames on either side (those that exist) and trimmed to its own samples, so peak memory is
+    that of ``chunk + 2 context`` frames."""
     hop = int(round(codec.sample_rate / codec.frame_rate))
+    latent = codec.representation == "latents"
+    n = frames.shape[1] if latent else frames.shape[2]
     for a in range(start, end, chunk):
         b = min(a + chunk, end)
-        left, right = min(context, a), min(context, codes.shape[2] - b)
-        piece = codes[:, :, a - left:b + right].to(device)
-        yield codec.decode(MusicTokens(piece, None, float(codec.frame_rate)))[0, :, left * hop:(left + b - a) * hop]
+        left, right = min(context, a), min(context, n - b)
+        if latent:
+            music: MusicOutput = MusicLatents(frames[:, a - left:b + right].to(device), None, float(codec.frame_rate))
+        else:
+            music = MusicTokens(frames[:, :, a - left:b + right].to(device), None, float(codec.frame_rate))
+        yield codec.decode(music)[0, :, left * hop:(left + b - a) * hop]
 
 
 @dataclass
@@ -113,9 +119,11 @@ class Span:
 
 
 class AudioWindows:
-    """Windows of audio frames (token codecs): planned up front (:func:`plan_windows`), each continuing the last
-    ``overlap_s`` of music as its ``request.prompt``; the new frames are decoded in pieces of ``decode_s`` with up
-    to ``decode_context_s`` of codes either side. Keeps every code so far (int64: 1 MB per 10 min)."""
+    """Windows of audio frames (token or latent codecs): planned up front (:func:`plan_windows`), each continuing
+    the last ``overlap_s`` of music as its ``request.prompt`` (``MusicTokens [1, K, P]`` or ``MusicLatents
+    [1, P, C]``); the new frames are decoded in pieces of ``decode_s`` with up to ``decode_context_s`` of frames
+    either side. Keeps every frame so far (``codes`` int64 ``[1, K, n]``: 1 MB per 10 min; or ``latents`` float
+    ``[1, n, C]``)."""
 
     progress_unit = "window"
 
@@ -131,9 +139,11 @@ class AudioWindows:
             # pattern's extra columns come on top, as upstream's max_duration=30 windows)
             raise ConfigError(f"window_s={window_s} is {W} music frames > backbone context_length {ctx}; "
                               "use a shorter window")
-        self.delays = effective_delays(codec.delays, codec.n_codebooks)
+        self.latent = codec.representation == "latents"
+        self.delays = [0] if self.latent else effective_delays(codec.delays, codec.n_codebooks)
         self.windows = plan_windows(n_frames, W, O)
         self.codes = torch.zeros(1, len(self.delays), 0, dtype=torch.long)  # all tokens so far [1, K, n]
+        self.latents = torch.zeros(1, 0, int(codec.latent_dim))  # or all latents so far [1, n, C]
         self.chunk = W if decode_s is None else max(1, int(round(decode_s * self.fr)))
         self.context = max(O, int(round(decode_context_s * self.fr)))
         self.steps = sum(w.end - w.start + max(self.delays) for w in self.windows)
@@ -148,15 +158,22 @@ class AudioWindows:
             return None
         w = self.windows[self._next]
         t0, t1 = w.seconds(self.fr)
-        prompt = MusicTokens(self.codes[:, :, -w.prompt:], None, self.fr) if w.prompt else None
+        prompt: Optional[MusicOutput] = None
+        if w.prompt:
+            prompt = (MusicLatents(self.latents[:, -w.prompt:], None, self.fr) if self.latent
+                      else MusicTokens(self.codes[:, :, -w.prompt:], None, self.fr))
         return Span(w.index, t0, t1, w.end - w.start, prompt=prompt)
 
     def finish(self, span: Span, music: MusicOutput, device: Any) -> tuple[list[Tensor], float]:
         """The new frames appended; their audio ``[C, L]`` pieces, and the progress made (one window)."""
         w = self.windows[span.index]
         self._next += 1
-        self.codes = torch.cat([self.codes, music.codes.cpu()], dim=2)  # type: ignore[union-attr]
-        pieces = (list(decode_frames(self.codec, self.codes, w.start, w.end, self.chunk, self.context, device))
+        if isinstance(music, MusicLatents):
+            self.latents = torch.cat([self.latents, music.latents.float().cpu()], dim=1)
+        else:
+            self.codes = torch.cat([self.codes, music.codes.cpu()], dim=2)
+        history = self.latents if self.latent else self.codes
+        pieces = (list(decode_frames(self.codec, history, w.start, w.end, self.chunk, self.context, device))
                   if self.decode else [])
         if w.index == 0 and len(self.windows) > 1:
             rate = (w.end - w.start + max(self.delays)) / max(time.perf_counter() - self._t_start, 1e-9)
@@ -211,7 +228,9 @@ def generate_windows(model: Any, codec: Any, video_path: PathLike, policy: Any, 
             cond = model.encoder(frames)
             seeds.append(window_seed(seed, span.index))
             prompt = span.prompt
-            if prompt is not None:
+            if isinstance(prompt, MusicLatents):
+                prompt = MusicLatents(prompt.latents.to(device), prompt.mask.to(device), prompt.frame_rate)  # type: ignore[union-attr]
+            elif prompt is not None:
                 prompt = MusicTokens(prompt.codes.to(device), prompt.mask.to(device), prompt.frame_rate)  # type: ignore[union-attr]
             request = GenerationRequest(cond, span.n_frames, [seeds[-1]], sampling or SamplingConfig(),
                                         text=None if text is None else [text], seconds=torch.tensor([span.t1 - span.t0]),
