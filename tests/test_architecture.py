@@ -36,3 +36,17 @@ def test_core_discovers_no_protocol_at_run_time():
            for i, line in enumerate(f.read_text().splitlines(), 1)
            if ("inspect.signature" in line or "is_symbolic(" in line) and not line.lstrip().startswith("#")]
     assert not bad, "declare the protocol on the base class instead:\n" + "\n".join(bad)
+
+
+def test_loading_and_generating_import_neither_the_trainer_nor_the_data_cache():
+    """``vidmusic.load(DIR).generate(...)`` needs a model directory only: its modules pull in no trainer, data
+    cache or run stages (notes/architecture.md: generating never imports the trainer or the data cache)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vidmusic, vidmusic_core.videos, vidmusic_core.longform, vidmusic_core.symbolic\n"
+            "bad = [m for m in ('vidmusic_core.training', 'vidmusic_core.data.prepare', 'vidmusic_core.data.dataset',"
+            " 'vidmusic_core.pipeline') if m in sys.modules]\nprint(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

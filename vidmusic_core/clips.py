@@ -5,6 +5,7 @@ Every short-clip path (the run's generate stage, ``vidmusic generate``, imported
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,3 +26,15 @@ def generate_clips(model: Any, codec: MusicCodec, condition: Condition, seconds:
     spans = [(0.0, float(t)) for t in seconds.tolist()]
     request = codec.plan_request(request, model.layout, videos, spans)
     return model.backbone.generate(model.layout, request, codec)
+
+
+def item_seed(base: int, name: str) -> int:
+    """Per-item seed: a stable function of the run's generate.seed and the item name."""
+    return (base * 1_000_003 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
+
+
+def sampling_from_settings(g: Any) -> SamplingConfig:
+    """:class:`SamplingConfig` from a ``generate`` section (a run's, or a model directory's)."""
+    return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
+                          ras_window=g.ras_window, ras_tau=g.ras_tau, steps=g.steps, use_eos=bool(g.eos),
+                          min_length=float(g.min_length))

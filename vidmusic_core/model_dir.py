@@ -143,7 +143,7 @@ class VidMusicPipeline:
         """Music for each video (``<out>/<stem>.wav``, ``.mp4``, ``.json``; ``.mid`` for symbolic models) with
         this model's generate settings (``overrides``: ``generate.KEY=VALUE``). Returns one
         :class:`~vidmusic_core.videos.GeneratedMusic` per video."""
-        from .pipeline import sampling_from_settings
+        from .clips import sampling_from_settings
         from .videos import generate_with_model
 
         g = self.settings(overrides)

@@ -2,7 +2,6 @@
 its outputs exist (a re-run resumes). Also the generate and eval stages on their own."""
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from .checkpoint import atomic_path
 from .control import RESULTS_KEY as CONTROL_KEY, control_note, shuffled_sources
 from .data.manifest import MANIFEST_NAME, Item, read_manifest
 from .data.prepare import cache_root, data_root
-from .clips import generate_clips
+from .clips import generate_clips, item_seed, sampling_from_settings
 from .errors import VidmusicError
 from .runs import load_trained, run_dir_for, toy_data_dir, with_data_root, write_run_files
 from .types import SamplingConfig
@@ -32,21 +31,9 @@ class RunReport:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def item_seed(base: int, name: str) -> int:
-    """Per-item seed: a stable function of the run's generate.seed and the item name."""
-    return (base * 1_000_003 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
-
-
 def sampling_from(cfg: DictConfig) -> SamplingConfig:
     """The sampling settings of a run config's ``generate`` section."""
     return sampling_from_settings(cfg.generate)
-
-
-def sampling_from_settings(g: Any) -> SamplingConfig:
-    """:class:`SamplingConfig` from a ``generate`` section (a run's, or a model directory's)."""
-    return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
-                          ras_window=g.ras_window, ras_tau=g.ras_tau, steps=g.steps, use_eos=bool(g.eos),
-                          min_length=float(g.min_length))
 
 
 def generate_options(cfg: DictConfig) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import torch
 
 from .checkpoint import atomic_path
 from .errors import ConfigError, VidmusicError
-from .pipeline import item_seed
+from .clips import item_seed
 from .types import SamplingConfig
 
 
