@@ -53,7 +53,7 @@ def _preset_help() -> str:
     from .config import preset_names
 
     shipped = [n for n in preset_names() if n != "default"]
-    return f"a shipped preset ({', '.join(shipped)}) or a YAML path, applied after 'default' (repeatable)"
+    return f"a registered preset ({', '.join(shipped)}) or a YAML path, applied after 'default' (repeatable)"
 
 
 def compose_from_options(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
