@@ -104,13 +104,6 @@ def _find_codec_dir(ckpt: Path, settings: dict[str, Any], codec_dir: str | Path 
     return d
 
 
-def _build_encodec(d: Path, n_codebooks: int, delays: Sequence[int]) -> Any:
-    """The ``encodec`` codec from directory ``d`` at the bandwidth that gives ``n_codebooks`` codebooks."""
-    from .codecs.encodec import encodec_for_codebooks
-
-    return encodec_for_codebooks(d, n_codebooks, list(delays))
-
-
 def load_vidmuse_checkpoint(checkpoint: str | Path, codec_dir: str | Path | None = None,
                             device: str | None = None) -> tuple[dict[str, Any], Any, Any]:
     """(settings of vidmuse.yaml, ``VidMusicModel``, ``encodec`` codec) of a directory written by
@@ -118,6 +111,7 @@ def load_vidmuse_checkpoint(checkpoint: str | Path, codec_dir: str | Path | None
     from omegaconf import OmegaConf
 
     from .checkpoint import CONFIG_NAME, load_component
+    from .codecs.encodec import EncodecCodec
     from .model import VidMusicModel
 
     ckpt = Path(checkpoint)
@@ -136,7 +130,7 @@ def load_vidmuse_checkpoint(checkpoint: str | Path, codec_dir: str | Path | None
     parts = {kind: load_component(ckpt / d, expected_kind=kind) for kind, d in dirs.items()}
     bb = parts["backbone"]
     delays = [int(x) for x in settings.get("delays") or range(bb.n_codebooks)]
-    codec = _build_encodec(_find_codec_dir(ckpt, settings, codec_dir), bb.n_codebooks, delays)
+    codec = EncodecCodec.for_codebooks(_find_codec_dir(ckpt, settings, codec_dir), bb.n_codebooks, delays)
     want_fr = float((settings.get("codec") or {}).get("frame_rate", codec.frame_rate))
     if (codec.n_codebooks, codec.cardinality) != (bb.n_codebooks, bb.cardinality) or codec.frame_rate != want_fr:
         raise CheckpointError(

@@ -77,6 +77,24 @@ class EncodecCodec(MusicCodec):
                               f"{self.n_codebooks} codebooks at {cfg.bandwidth} kbps")
         self.delays = tuple(cfg.delays)
 
+    @classmethod
+    def for_codebooks(cls, d: Path, n_codebooks: int, delays: "list[int] | tuple[int, ...]") -> "EncodecCodec":
+        """The ``encodec`` codec of local directory ``d`` at the bandwidth that gives ``n_codebooks`` codebooks; a
+        clear error naming the bandwidths ``d`` offers when none does."""
+        from transformers import EncodecConfig as HFConfig
+
+        from ..errors import CheckpointError
+
+        hf = HFConfig.from_pretrained(str(d), local_files_only=True)
+        per_codebook = float(hf.frame_rate) * int(hf.codebook_nbits) / 1000.0  # kbps one codebook adds
+        options = {round(float(b) / per_codebook): float(b) for b in hf.target_bandwidths}
+        if n_codebooks not in options:
+            raise CheckpointError(
+                f"{d}/config.json: the LM predicts {n_codebooks} codebooks but this EnCodec offers "
+                + ", ".join(f"{k} (at {b:g} kbps)" for k, b in sorted(options.items()))
+                + " at its target_bandwidths; use the EnCodec the model was trained with")
+        return cls(EncodecConfig(weights=str(d), bandwidth=options[n_codebooks], delays=list(delays)))
+
     @torch.no_grad()
     def encode(self, audio: Tensor) -> MusicTokens:
         """Audio ``[B, C, L]`` (mixed to mono) -> codes ``[B, K, ceil(L / hop)]``."""
@@ -96,24 +114,3 @@ class EncodecCodec(MusicCodec):
             keep = tokens.mask.repeat_interleave(hop, dim=1)[:, None, : audio.shape[-1]]
             audio = audio[..., : keep.shape[-1]] * keep
         return audio
-
-
-def encodec_for_codebooks(d: Path, n_codebooks: int, delays: "list[int] | tuple[int, ...]") -> EncodecCodec:
-    """(Also ``EncodecCodec.for_codebooks``.) The ``encodec`` codec of local directory ``d`` at the bandwidth that gives ``n_codebooks`` codebooks; a
-    clear error naming the bandwidths ``d`` offers when none does."""
-    from transformers import EncodecConfig as HFConfig
-
-    from ..errors import CheckpointError
-
-    hf = HFConfig.from_pretrained(str(d), local_files_only=True)
-    per_codebook = float(hf.frame_rate) * int(hf.codebook_nbits) / 1000.0  # kbps one codebook adds
-    options = {round(float(b) / per_codebook): float(b) for b in hf.target_bandwidths}
-    if n_codebooks not in options:
-        raise CheckpointError(
-            f"{d}/config.json: the LM predicts {n_codebooks} codebooks but this EnCodec offers "
-            + ", ".join(f"{k} (at {b:g} kbps)" for k, b in sorted(options.items()))
-            + " at its target_bandwidths; use the EnCodec the model was trained with")
-    return EncodecCodec(EncodecConfig(weights=str(d), bandwidth=options[n_codebooks], delays=list(delays)))
-
-
-EncodecCodec.for_codebooks = staticmethod(encodec_for_codebooks)  # type: ignore[attr-defined]
