@@ -1,6 +1,6 @@
 """Peak memory and wall time of long-video generation: a 1-minute vs a 10-minute video (issue #10).
 
-    python benchmarks/bench_longform.py [--preset smoke] [--minutes 1 10] [--checkpoint DIR --codec-dir DIR]
+    python benchmarks/bench_longform.py [--preset smoke] [--minutes 1 10] [--model DIR]
 
 Writes procedural test videos (96 px, 12 fps: a hue that changes every 8 s, a disc flashing on every beat),
 then generates music for each in a **fresh subprocess** through the path `vidmusic generate` takes
@@ -8,7 +8,7 @@ then generates music for each in a **fresh subprocess** through the path `vidmus
 `generate.overlap_seconds` of token prompt, frames sampled per window, audio decoded and written per window,
 then muxed into the mp4). The model is the preset's (default `smoke`: LSTV + aligned + inspire, tiny) with
 random weights and an `rvq_mel` codec fitted on a few seconds of tones, so the figures are about the
-machinery, not the music. `--checkpoint` benchmarks an imported model instead (`generate_from_checkpoint`).
+machinery, not the music. `--model` benchmarks a model directory instead (e.g. an imported VidMuse, through `vidmusic.load`).
 
 Per length it prints the generation wall time, the child's peak RSS (`getrusage(RUSAGE_SELF).ru_maxrss` at
 exit) and its RSS after building the model, then the 10-min / 1-min ratios. Goals: RSS ratio <= 1.2 (memory
@@ -74,14 +74,13 @@ def child(args: argparse.Namespace) -> None:
 
     torch.manual_seed(0)
     out = Path(args.out)
-    if args.checkpoint:
-        # warm the imports and the model once so the RSS baseline includes them; then generate for real
-        settings, model, codec = api.load_vidmuse_checkpoint(args.checkpoint, args.codec_dir, "cpu")
+    if args.model:
+        # load the model once so the RSS baseline includes it; then generate for real
+        pipe = api.load_model(args.model, "cpu")
         base = _rss_mib()
         t = time.perf_counter()
-        api.generate_from_checkpoint(args.checkpoint, [args.video], out, seed=0, codec_dir=args.codec_dir,
-                                     device="cpu", progress=False)
-        window = float(settings.get("window_seconds", 30.0))
+        pipe.generate([args.video], out, seed=0, progress=False)
+        window = float(pipe.settings().window_seconds)
     else:
         from vidmusic_core.model import build_codec, build_model
         from vidmusic_core.pipeline import sampling_from
@@ -110,8 +109,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", action="append", default=None, help="run-config preset(s) (default: smoke)")
     ap.add_argument("--minutes", type=float, nargs="+", default=[1.0, 10.0])
-    ap.add_argument("--checkpoint", default=None, help="an imported vidmuse_full directory instead of a preset model")
-    ap.add_argument("--codec-dir", default=None, help="with --checkpoint: its EnCodec directory")
+    ap.add_argument("--model", default=None, help="a model directory (e.g. a vidmuse_full import) instead of a preset")
     ap.add_argument("--workdir", default=None, help="keep videos and outputs here (default: a temporary directory)")
     ap.add_argument("--child", nargs=2, metavar=("VIDEO", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="run-config key=value overrides")
@@ -134,8 +132,8 @@ def main() -> None:
                 print(f"wrote {video.name} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
             cmd = [sys.executable, __file__, "--child", str(video), str(work / f"out_{minutes:g}min")]
             cmd += [f"--preset={p}" for p in args.preset]
-            if args.checkpoint:
-                cmd += ["--checkpoint", args.checkpoint] + (["--codec-dir", args.codec_dir] if args.codec_dir else [])
+            if args.model:
+                cmd += ["--model", args.model]
             cmd += list(args.overrides)
             env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
             res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -143,7 +141,7 @@ def main() -> None:
                 sys.exit(f"child for {minutes:g} min failed:\n{res.stderr[-3000:]}")
             rows.append({"minutes": minutes, **json.loads(res.stdout.strip().splitlines()[-1])})
 
-    what = f"checkpoint {args.checkpoint}" if args.checkpoint else f"preset {'+'.join(args.preset)}"
+    what = f"model {args.model}" if args.model else f"preset {'+'.join(args.preset)}"
     print(f"\nlong-form generation, {what}, window {rows[0]['window_s']:g} s, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}, fresh process per length\n")
     print("| video | generate wall s | peak RSS MiB | RSS after model build MiB | wav MB |")

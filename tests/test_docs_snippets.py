@@ -85,7 +85,7 @@ SPECS = {
     "README.md: from vidmusic_core import api": Spec("calls", "trains a model (~1 min); tests/test_training.py runs the loop"),
     "README.md: import vidmusic": Spec("calls", "needs a trained run; tests/test_training.py moves a model directory and "
                                                 "generates from it with vidmusic.load"),
-    "README.md: vidmusic import vidmuse_full VidMuse/state_dict.bin -o models/vidmuse clip_heads=12":
+    "README.md: vidmusic import vidmuse_full VidMuse/state_dict.bin -o models/vidmuse clip_heads=12 codec_dir=models/encodec_32khz":
         Spec("cli", WEIGHTS, not_run=("generate",)),
     "docs/codecs/rvq_mel.md: audio [B,C,L] ─mean over C─▶ STFT (n_fft 1024, hop 320, Hann, centred) ─▶ |X|² ─Slaney mel─▶ log(mel + 1e-5)": Spec("diagram"),
     "docs/codecs/rvq_mel.md: from vidmusic_core import save_component, load_component": Spec(
@@ -129,7 +129,7 @@ SPECS = {
         "cli", replace={"runs/<the corpus run>": "runs/THE_CORPUS_RUN"}),
     "docs/plugins/musicgen.md: vidmusic import musicgen path/to/musicgen-small -o models/musicgen-small [dtype=fp16]": Spec("cli"),
     "docs/plugins/musicgen.md: OUT/": Spec("diagram"),
-    "docs/plugins/musicgen.md: vidmusic generate VIDEO... --checkpoint models/vidmuse --codec-dir models/encodec_32khz -o out/ [--seed N] [--device cuda]":
+    "docs/plugins/musicgen.md: vidmusic generate VIDEO... --model models/vidmuse -o out/ [--seed N] [--device cuda] [--set generate.top_k=50]":
         Spec("skip", WEIGHTS),
     "docs/sweeps.md: vidmusic sweep -p smoke --grid encoder.name=clip,lstv --grid layout.name=prefix,aligned --workers 2": Spec("cli"),
     "docs/sweeps.md: import itertools, submitit": Spec("skip", "needs submitit and a Slurm cluster (not installed here)"),

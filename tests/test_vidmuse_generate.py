@@ -1,6 +1,7 @@
-"""`vidmusic generate VIDEO --checkpoint DIR --codec-dir ENCODEC -o OUT` with a `vidmuse_full` import (issue #10):
-a tiny VidMuse state_dict.bin with the real key names is imported with the real CLI, a tiny EnCodec directory
-(transformers save_pretrained layout) matches the LM's codebooks, and the CLI runs in a subprocess."""
+"""`vidmusic generate VIDEO --model DIR -o OUT` with a `vidmuse_full` import (issues #10, #16): a tiny VidMuse
+state_dict.bin with the real key names is imported with the real CLI together with a tiny EnCodec directory
+(transformers save_pretrained layout) that matches the LM's codebooks, so the output is a whole model directory;
+the CLI runs in a subprocess."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ import soundfile as sf
 import torch
 
 from test_musicgen import XP_CFG, K, V, _vidmuse_lm_state
-from vidmusic_core import CheckpointError, get_component
+from vidmusic_core import get_component
 from vidmusic_core.pipeline import item_seed
 from vidmusic_core.video import probe_video, write_video
 
@@ -57,7 +58,9 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 "exported": True}, src / "state_dict.bin")
     torch.save({"pretrained": "facebook/encodec_32khz", "exported": True, "version": "1.3.0"},
                src / "compression_state_dict.bin")
-    res = vidmusic("import", "vidmuse_full", str(src / "state_dict.bin"), "-o", str(root / "ckpt"), "clip_heads=2")
+    encodec = write_tiny_encodec(root / "encodec_tiny")
+    res = vidmusic("import", "vidmuse_full", str(src / "state_dict.bin"), "-o", str(root / "ckpt"), "clip_heads=2",
+                   f"codec_dir={encodec}")
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     rng = np.random.default_rng(0)
     videos = {}
@@ -65,13 +68,12 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ramp = np.linspace(0, 120, n, dtype=np.uint8)[:, None, None, None]  # brightness ramp + noise
         frames = (ramp + rng.integers(0, 100, (n, 32, 32, 3))).astype(np.uint8)
         videos[name] = write_video(root / f"{name}.mp4", frames, 12)
-    return {"root": root, "ckpt": root / "ckpt", "encodec": write_tiny_encodec(root / "encodec_tiny"), **videos}
+    return {"root": root, "ckpt": root / "ckpt", "encodec": encodec, "src": src / "state_dict.bin", **videos}
 
 
-def test_generate_short_video_with_codec_dir(imported: dict[str, Path]) -> None:
+def test_generate_short_video(imported: dict[str, Path]) -> None:
     out = imported["root"] / "gen"
-    res = vidmusic("generate", str(imported["clip"]), "--checkpoint", str(imported["ckpt"]), "--codec-dir",
-                   str(imported["encodec"]), "-o", str(out), "--seed", "5")
+    res = vidmusic("generate", str(imported["clip"]), "--model", str(imported["ckpt"]), "-o", str(out), "--seed", "5")
     assert res.returncode == 0, res.stderr[-3000:]
     audio, sr = sf.read(str(out / "clip.wav"))
     assert sr == 32000 and audio.ndim == 1 and abs(len(audio) / sr - 2.0) < 0.02
@@ -79,25 +81,16 @@ def test_generate_short_video_with_codec_dir(imported: dict[str, Path]) -> None:
     info = probe_video(out / "clip.mp4")
     assert info.has_audio and abs(info.duration - 2.0) < 0.2
     meta = json.loads((out / "clip.json").read_text())
-    assert meta["seed"] == item_seed(5, "clip") and meta["model"] == "vidmuse"
-    assert meta["checkpoint"] == str(imported["ckpt"]) and meta["codec_dir"] == str(imported["encodec"])
-    assert meta["sampling"]["top_k"] == 250 and meta["sampling"]["cfg_coef"] == 3.0  # from vidmuse.yaml
+    assert meta["seed"] == item_seed(5, "clip") and meta["model"] == str(imported["ckpt"])
+    assert meta["sampling"]["top_k"] == 250 and meta["sampling"]["cfg_coef"] == 3.0  # VidMuse's, in model_index.yaml
     assert "window_seeds" not in meta  # shorter than window_seconds (30 s): one pass
 
 
-def test_generate_long_video_in_windows_codec_from_yaml(imported: dict[str, Path]) -> None:
-    """window_seconds 1 s (edited into vidmuse.yaml) makes the 2.5 s video a long one: 3 windows, one progress bar;
-    the codec comes from ``codec_dir:`` in vidmuse.yaml (relative to the checkpoint)."""
-    import yaml
-
-    ckpt = imported["root"] / "ckpt_windows"
-    shutil.copytree(imported["ckpt"], ckpt)
-    shutil.copytree(imported["encodec"], ckpt / "my_encodec")
-    settings = yaml.safe_load((ckpt / "vidmuse.yaml").read_text())
-    settings.update(window_seconds=1.0, overlap_seconds=0.25, codec_dir="my_encodec")
-    (ckpt / "vidmuse.yaml").write_text(yaml.safe_dump(settings))
+def test_generate_long_video_in_windows(imported: dict[str, Path]) -> None:
+    """``--set generate.window_seconds=1`` makes the 2.5 s video a long one: 3 windows, one progress bar."""
     out = imported["root"] / "gen_windows"
-    res = vidmusic("generate", str(imported["longer"]), "--checkpoint", str(ckpt), "-o", str(out))
+    res = vidmusic("generate", str(imported["longer"]), "--model", str(imported["ckpt"]), "-o", str(out),
+                   "--set", "generate.window_seconds=1.0", "--set", "generate.overlap_seconds=0.25")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "3 windows" in res.stderr and "3/3" in res.stderr  # cost estimate + the per-window bar
     audio, sr = sf.read(str(out / "longer.wav"))
@@ -106,18 +99,17 @@ def test_generate_long_video_in_windows_codec_from_yaml(imported: dict[str, Path
     meta = json.loads((out / "longer.json").read_text())
     assert meta["seed"] == item_seed(0, "longer") and len(meta["window_seeds"]) == 3
     assert (meta["window_seconds"], meta["overlap_seconds"]) == (1.0, 0.25)
-    assert meta["codec_dir"] == str(ckpt / "my_encodec")
 
 
 def test_upstream_window_fits_the_backbone(imported: dict[str, Path], tmp_path: Path) -> None:
-    """vidmuse.yaml's 30 s window = the backbone's context_length (1500 frames at 50 Hz; the delay columns come on
+    """The imported 30 s window = the backbone's context_length (1500 frames at 50 Hz; the delay columns come on
     top, as upstream): a 30.5 s video goes in two windows (30 s, then 0.5 s continued from a 0.5 s prompt)."""
-    from vidmusic_core import api
+    from vidmusic import load
 
     frames = np.repeat(np.linspace(0, 200, 31 * 4, dtype=np.uint8), 32 * 32 * 3).reshape(-1, 32, 32, 3)
     video = write_video(tmp_path / "half_minute.mp4", frames, 4)
-    res, = api.generate_from_checkpoint(imported["ckpt"], [video], tmp_path / "out", seconds=30.5,
-                                        codec_dir=imported["encodec"], device="cpu", progress=False)
+    res, = load(imported["ckpt"], device="cpu").generate([video], tmp_path / "out", seconds=30.5,
+                                                                  progress=False)
     wav, meta = res.wav, json.loads(res.json.read_text())
     assert meta == res.meta
     assert meta["window_seconds"] == 30.0 and len(meta["window_seeds"]) == 2
@@ -125,27 +117,28 @@ def test_upstream_window_fits_the_backbone(imported: dict[str, Path], tmp_path: 
     assert sr == 32000 and len(audio) == 30.5 * 32000 and np.abs(audio).max() > 1e-3
 
 
-def test_missing_codec_dir_is_a_clear_error(imported: dict[str, Path]) -> None:
-    res = vidmusic("generate", str(imported["clip"]), "--checkpoint", str(imported["ckpt"]), "-o",
-                   str(imported["root"] / "gen_none"))
+def test_import_without_codec_is_a_clear_error_at_generate(imported: dict[str, Path], tmp_path: Path) -> None:
+    """Without codec_dir= the import is the model's parts (for train.init_from), and `generate --model` says how to
+    make it whole."""
+    res = vidmusic("import", "vidmuse_full", str(imported["src"]), "-o", str(tmp_path / "parts"), "clip_heads=2")
+    assert res.returncode == 0 and "codec_dir=ENCODEC_DIR" in res.stdout, res.stdout + res.stderr[-2000:]
+    res = vidmusic("generate", str(imported["clip"]), "--model", str(tmp_path / "parts"), "-o", str(tmp_path / "g"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     err = res.stderr
-    assert "--codec-dir" in err and "facebook/encodec_32khz" in err and "codec_dir" in err and "never downloads" in err
-    assert not (imported["root"] / "gen_none" / "clip.wav").exists()
+    assert "codec_dir=ENCODEC_DIR" in err and "facebook/encodec_32khz" in err and "never downloads" in err
+    assert not (tmp_path / "g").exists()
 
 
 def test_wrong_codec_dirs_are_clear_errors(imported: dict[str, Path], tmp_path: Path) -> None:
-    from vidmusic_core import api
-
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="no config.json"):
-        api.load_vidmuse_checkpoint(imported["ckpt"], codec_dir=tmp_path / "empty")
+    res = vidmusic("import", "vidmuse_full", str(imported["src"]), "-o", str(tmp_path / "a"), "clip_heads=2",
+                   f"codec_dir={tmp_path / 'empty'}")
+    assert res.returncode == 2 and "config.json" in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
     big = write_tiny_encodec(tmp_path / "encodec_2048", codebook_size=2048)
-    with pytest.raises(CheckpointError, match=r"4 codebooks x 2048 .* predicts 4 x 32"):
-        api.load_vidmuse_checkpoint(imported["ckpt"], codec_dir=big)
-    with pytest.raises(Exception, match="takes no --text"):
-        api.generate_from_checkpoint(imported["ckpt"], [imported["clip"]], tmp_path / "o", text=["piano"],
-                                     codec_dir=imported["encodec"])
+    res = vidmusic("import", "vidmuse_full", str(imported["src"]), "-o", str(tmp_path / "b"), "clip_heads=2",
+                   f"codec_dir={big}")
+    assert res.returncode == 2 and "4 codebooks x 2048" in res.stderr and "4 x 32" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "b" / "model_index.yaml").exists()
 
 
 def test_chunked_decode_matches_the_whole_and_mux_pads(imported: dict[str, Path], tmp_path: Path) -> None:
@@ -177,30 +170,45 @@ def test_chunked_decode_matches_the_whole_and_mux_pads(imported: dict[str, Path]
     assert float(np.abs(a[..., 40000:]).max()) < 1e-3  # zero-padded past the wav's end (1 s)
 
 
-def test_import_with_codec_dir_writes_a_movable_model_directory(imported: dict[str, Path], tmp_path: Path) -> None:
-    """`vidmusic import vidmuse_full ... codec_dir=ENCODEC` also writes codec/ + model_index.yaml: `generate --model`
-    makes the same music as `--checkpoint --codec-dir`, and still does once the directory is moved and the EnCodec
-    directory it came from is gone."""
+def test_model_directory_moves_and_generates_without_its_sources(imported: dict[str, Path], tmp_path: Path) -> None:
+    """The import's codec/ holds the EnCodec (architecture in codec/hf/config.json, weights in our format): moved
+    elsewhere, with the EnCodec directory it came from gone, `generate --model` makes the same music for the same
+    seed; `vidmusic.load` gives the same again."""
     import yaml
 
-    src = imported["root"] / "VidMuse" / "state_dict.bin"
+    from vidmusic import load
+
     encodec = tmp_path / "encodec_copy"
     shutil.copytree(imported["encodec"], encodec)
-    res = vidmusic("import", "vidmuse_full", str(src), "-o", str(tmp_path / "m"), "clip_heads=2", f"codec_dir={encodec}")
+    res = vidmusic("import", "vidmuse_full", str(imported["src"]), "-o", str(tmp_path / "m"), "clip_heads=2",
+                   f"codec_dir={encodec}")
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     index = yaml.safe_load((tmp_path / "m" / "model_index.yaml").read_text())
     assert index["components"]["codec"]["name"] == "encodec" and index["generate"]["top_k"] == 250
     assert yaml.safe_load((tmp_path / "m" / "codec" / "config.yaml").read_text())["config"]["weights"] == "hf"
-    old = vidmusic("generate", str(imported["clip"]), "--checkpoint", str(imported["ckpt"]), "--codec-dir",
-                   str(imported["encodec"]), "-o", str(tmp_path / "old"))
-    assert old.returncode == 0, old.stderr[-3000:]
+    here = vidmusic("generate", str(imported["clip"]), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "here"))
+    assert here.returncode == 0, here.stderr[-3000:]
     moved = tmp_path / "moved" / "vidmuse"
     shutil.copytree(tmp_path / "m", moved)
     shutil.rmtree(tmp_path / "m")
     shutil.rmtree(encodec)
     new = vidmusic("generate", str(imported["clip"]), "--model", str(moved), "-o", str(tmp_path / "new"))
     assert new.returncode == 0, new.stderr[-3000:]
-    a, sr_a = sf.read(str(tmp_path / "old" / "clip.wav"))
+    a, sr_a = sf.read(str(tmp_path / "here" / "clip.wav"))
     b, sr_b = sf.read(str(tmp_path / "new" / "clip.wav"))
     assert sr_a == sr_b == 32000 and np.abs(a).max() > 1e-3
     np.testing.assert_array_equal(a, b)  # same weights, codec, sampling and seed
+    res, = load(moved, device="cpu").generate([imported["clip"]], tmp_path / "py", progress=False)
+    # in-process torch may use more threads than the CLI's OMP_NUM_THREADS=1: same tokens, float-level decode
+    np.testing.assert_allclose(sf.read(str(res.wav))[0], a, atol=2e-3)
+
+
+def test_parts_warm_start_training(imported: dict[str, Path]) -> None:
+    """train.init_from takes an imported model directory: its encoder/layout/backbone tensors by name."""
+    from vidmusic_core.model_dir import model_weights
+
+    state = model_weights(imported["ckpt"])
+    assert state is not None and any(k.startswith("backbone.") for k in state)
+    assert any(k.startswith("encoder.") for k in state) and not any(k.startswith("codec.") for k in state)
+    assert model_weights(imported["ckpt"] / "backbone") is not None  # one component: prefixed by its kind
+    assert all(k.startswith("backbone.") for k in model_weights(imported["ckpt"] / "backbone"))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .checkpoint import atomic_path, load_component, load_state_strict, load_weights, save_component, save_weights
+from .checkpoint import (atomic_path, load_component, load_state_strict, load_weights, path_field, save_component,
+                         save_weights)
 from .data.toy_soundfont import fixed_soundfont_path
 from .data.cache import ShardStore
 from .encoders.motion import video_cuts
@@ -70,5 +71,5 @@ __all__ = [
     "MusicOutput", "MusicTokens", "PluginError", "PluginHost", "Registry", "SamplingConfig", "SymbolicCodec",
     "TokenLM", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
-    "load_state_strict", "load_weights", "merge_forced", "normalize_frames", "progress_bar", "select_positions", "save_component", "save_weights", "use_host", "video_cuts",
+    "load_state_strict", "load_weights", "merge_forced", "normalize_frames", "path_field", "progress_bar", "select_positions", "save_component", "save_weights", "use_host", "video_cuts",
 ]

@@ -14,6 +14,24 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 
+RELATIVE_PATH = "vidmusic.relative_path"  # dataclass field metadata: a local path, relative to the component dir
+
+
+def path_field(default: str | None = None) -> Any:
+    """A config field holding a local directory or file. ``save_component`` stores it as given; a relative value
+    is taken relative to the component's directory when it is loaded (``load_component``), so a model directory
+    that carries its files (an EnCodec, a tokenizer) still works when moved or copied."""
+    return dataclasses.field(default=default, metadata={RELATIVE_PATH: True})
+
+
+def resolve_paths(cfg: Any, base: str | os.PathLike[str]) -> Any:
+    """``cfg`` with each relative :func:`path_field` taken relative to ``base``."""
+    if not dataclasses.is_dataclass(cfg):
+        return cfg
+    changed = {f.name: str(Path(base) / getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+               if f.metadata.get(RELATIVE_PATH) and getattr(cfg, f.name) and not Path(getattr(cfg, f.name)).is_absolute()}
+    return dataclasses.replace(cfg, **changed) if changed else cfg
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
 
@@ -105,8 +123,7 @@ def load_component(path: str | os.PathLike[str], expected_kind: str | None = Non
         raise CheckpointError(f"{cfg_file} holds a {kind!r}, expected a {expected_kind!r}")
     comp = get_component(str(kind), str(name))
     cfg = component_config(comp, meta.get("config") or {}, where=str(cfg_file))
-    if callable(getattr(cfg, "resolve_paths", None)):  # relative paths in config.yaml: relative to its directory
-        cfg = cfg.resolve_paths(d)
+    cfg = resolve_paths(cfg, d)  # relative path fields in config.yaml: relative to its directory
     module = comp.build(cfg)
     load_state_strict(module, load_weights(d / WEIGHTS_NAME), str(d / WEIGHTS_NAME))
     return module

@@ -256,12 +256,6 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
               help="a model directory (model_index.yaml) or a trained run directory; then every path is a video")
 @click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="same as --model for a run directory (also: give RUN_DIR as the first path)")
-@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False), default=None,
-              help="an imported vidmuse_full or inspiremusic directory (older import format); then every "
-                   "path is a video")
-@click.option("--codec-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="VidMuse checkpoints: local transformers EnCodec directory (default: codec_dir in "
-                   "vidmuse.yaml, else DIR/codec/)")
 @click.option("--text", multiple=True, help="a caption per video (optional)")
 @click.option("--seconds", type=float, default=None, help="length (default: the whole video)")
 @click.option("--seed", type=int, default=None)
@@ -273,43 +267,34 @@ def train(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @_friendly_errors
 def generate(paths: tuple[str, ...], out_dir: str, model_dir: str | None, run_dir: str | None,
-             checkpoint: str | None, codec_dir: str | None, text: tuple[str, ...], seconds: float | None,
+             text: tuple[str, ...], seconds: float | None,
              seed: int | None, device: str | None, settings: tuple[str, ...], no_progress: bool) -> None:
     """Music for videos: `generate VIDEO... --model DIR -o OUT` (a model directory or a trained run; also
-    `generate RUN_DIR VIDEO... -o OUT`) or `generate VIDEO... --checkpoint DIR [--codec-dir ENCODEC_DIR] -o OUT`
-    (an older import); writes wav + mp4 (the video with the new soundtrack) + json (seed, settings), .mid for
-    symbolic models. Long videos are generated in windows. A video that cannot be used gets an error line and
+    `generate RUN_DIR VIDEO... -o OUT`; `vidmusic import` writes model directories too); writes wav + mp4 (the
+    video with the new soundtrack) + json (seed, settings), .mid for symbolic models. Long videos are generated in windows. A video that cannot be used gets an error line and
     the others still get their music (exit code 1 when any failed)."""
     from pathlib import Path
 
     from . import api
 
-    given = [o for o, v in (("--model", model_dir), ("--run", run_dir), ("--checkpoint", checkpoint)) if v is not None]
-    if len(given) > 1:
-        raise click.UsageError(f"give one of --model, --run, --checkpoint, not {' and '.join(given)}")
+    if model_dir is not None and run_dir is not None:
+        raise click.UsageError("give one of --model, --run, not both")
     model_dir = model_dir or run_dir
-    if checkpoint is not None:
-        if settings:
-            raise click.UsageError("--set goes with --model (an older import takes its settings from its directory)")
-        results = api.generate_from_checkpoint(checkpoint, paths, out_dir, text=list(text) or None,
-                                               seconds=seconds, seed=seed or 0, codec_dir=codec_dir, device=device,
-                                               progress=not no_progress)
+    if model_dir is None:
+        if len(paths) < 2:
+            raise click.UsageError("give --model DIR (or RUN_DIR first) and at least one VIDEO")
+        model_dir, paths = paths[0], paths[1:]
+    if not paths:
+        raise click.UsageError("give at least one VIDEO")
+    d = Path(model_dir)
+    if not (d / "model_index.yaml").is_file() and (d / "config.yaml").is_file() and (d / "checkpoints").is_dir():
+        # a run: its config (sampling as trained), and the model of its last checkpoint
+        results = api.generate(model_dir, paths, out_dir, text=list(text) or None, seconds=seconds, seed=seed,
+                               progress=not no_progress, overrides=settings, device=device)
     else:
-        if codec_dir is not None:
-            raise click.UsageError("--codec-dir goes with --checkpoint DIR (a model directory carries its codec)")
-        if model_dir is None:
-            if len(paths) < 2:
-                raise click.UsageError("give --model DIR (or RUN_DIR first) and at least one VIDEO")
-            model_dir, paths = paths[0], paths[1:]
-        if not paths:
-            raise click.UsageError("give at least one VIDEO")
-        if (Path(model_dir) / "config.yaml").is_file():  # a run: its config, and the model of its last checkpoint
-            results = api.generate(model_dir, paths, out_dir, text=list(text) or None, seconds=seconds, seed=seed,
-                                   progress=not no_progress, overrides=settings, device=device)
-        else:
-            results = api.load_model(model_dir, device).generate(paths, out_dir, text=list(text) or None,
-                                                                 seconds=seconds, seed=seed, overrides=settings,
-                                                                 progress=not no_progress)
+        results = api.load_model(model_dir, device).generate(paths, out_dir, text=list(text) or None,
+                                                             seconds=seconds, seed=seed, overrides=settings,
+                                                             progress=not no_progress)
     failed = [r for r in results if not r.ok]
     for r in results:
         if r.ok:

@@ -201,8 +201,42 @@ def find_model_dir(path: str | Path) -> Path:
         raise CheckpointError(f"{p} is a run directory whose checkpoint has no model directory ({RUN_MODEL}/"
                               f"{MODEL_INDEX}): it was trained by an older vidmusic; `vidmusic generate RUN_DIR ...` "
                               "still reads it with its data cache")
+    if (p / "vidmuse.yaml").is_file():
+        raise CheckpointError(f"{p} is a VidMuse import without its audio codec (EnCodec 32 kHz), so it is no whole "
+                              f"model directory (no {MODEL_INDEX}). Import it again with a local transformers EnCodec "
+                              "directory (the save_pretrained layout of facebook/encodec_32khz): `vidmusic import "
+                              f"vidmuse_full state_dict.bin -o {p} codec_dir=ENCODEC_DIR`. vidmusic never downloads.")
+    if (p / "config.yaml").is_file():
+        meta = OmegaConf.to_container(OmegaConf.load(p / "config.yaml"))
+        if isinstance(meta, dict) and meta.get("kind"):
+            raise CheckpointError(
+                f"{p} holds one component (a {meta['kind']} {meta.get('name')!r}, as `vidmusic import` writes for a "
+                f"part), not a whole model (no {MODEL_INDEX}): train with it (train.init_from={p}) or import a whole "
+                "model (vidmuse_full with codec_dir=, inspiremusic with its wavtokenizer/, musecoco, musicgen with its "
+                "audio_encoder)")
     raise CheckpointError(f"{p} is not a model directory (no {MODEL_INDEX}); give a directory written by training "
-                          f"(RUN_DIR or RUN_DIR/{RUN_MODEL}) or by VidMusicPipeline.save")
+                          f"(RUN_DIR or RUN_DIR/{RUN_MODEL}), by `vidmusic import` or by VidMusicPipeline.save")
+
+
+def model_weights(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """The weights of a model directory or of one component directory (``vidmusic import`` of a part), named as
+    in ``VidMusicModel`` (``encoder.*``, ``layout.*``, ``backbone.*``; a codec has none there), for
+    ``train.init_from``; ``None`` when ``path`` is neither."""
+    from .checkpoint import WEIGHTS_NAME, load_weights
+
+    p = Path(path)
+    if (p / MODEL_INDEX).is_file():
+        index = read_index(p)
+        parts = {s: p / str(index["components"][s]["path"]) for s in ("encoder", "layout", "backbone")}
+    elif (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file():
+        meta = OmegaConf.to_container(OmegaConf.load(p / CONFIG_NAME))
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        if kind not in ("encoder", "layout", "backbone"):
+            return None
+        parts = {str(kind): p}
+    else:
+        return None
+    return {f"{s}.{k}": v for s, d in parts.items() for k, v in load_weights(d / WEIGHTS_NAME).items()}
 
 
 def read_index(d: Path) -> dict[str, Any]:

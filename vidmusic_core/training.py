@@ -201,18 +201,27 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def warm_start(model: nn.Module, source: str | Path, modules: Sequence[str] = ()) -> str:
-    """Load into ``model`` the tensors of ``source`` (a run directory: its last checkpoint, or a directory /
-    file with ``model.safetensors``) whose name and shape match, limited to the top-level ``modules``
-    (``[]`` = all). Returns a one-line report; loading nothing is a :class:`TrainingError`."""
+    """Load into ``model`` the tensors of ``source`` (a run directory: its last checkpoint; a model directory; one
+    component written by ``vidmusic import``, e.g. a ``musicgen`` backbone; or a directory / file with
+    ``model.safetensors``) whose name and shape match, limited to the top-level ``modules`` (``[]`` = all).
+    Returns a one-line report; loading nothing is a :class:`TrainingError`."""
+    from .model_dir import model_weights
+
     src = Path(source)
-    if src.is_dir() and latest_checkpoint(src) is not None:
+    imported = model_weights(src) if src.is_dir() and latest_checkpoint(src) is None else None
+    if imported is not None:
+        state = imported
+    elif src.is_dir() and latest_checkpoint(src) is not None:
         src = latest_checkpoint(src) / "model.safetensors"  # type: ignore[operator]
     elif src.is_dir():
         src = src / "model.safetensors"
-    if not src.is_file():
+    if imported is None and not src.is_file():
         raise TrainingError(f"train.init_from={str(source)!r}: no model.safetensors there (give a run directory "
-                            "with checkpoints/last, or a checkpoint directory)")
-    state, own = load_weights(src), model.state_dict()
+                            "with checkpoints/last, a model directory, an imported component or a checkpoint "
+                            "directory)")
+    if imported is None:
+        state = load_weights(src)
+    own = model.state_dict()
     keep = [k for k in own if not modules or k.split(".", 1)[0] in modules]
     loaded = {k: state[k] for k in keep if k in state and state[k].shape == own[k].shape}
     shaped = sorted(k for k in keep if k in state and state[k].shape != own[k].shape)

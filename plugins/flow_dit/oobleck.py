@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from vidmusic_core import ConfigError, LatentCodec, MusicLatents, ShapeError
+from vidmusic_core import ConfigError, LatentCodec, MusicLatents, ShapeError, path_field
 
 ENCODE_MODES = ("mean", "sample")
 
@@ -30,7 +30,7 @@ ENCODE_MODES = ("mean", "sample")
 class OobleckConfig:
     """Options of ``oobleck`` (``codec.*``)."""
 
-    weights: Optional[str] = None  # a local AutoencoderOobleck directory (save_pretrained layout)
+    weights: Optional[str] = path_field()  # a local AutoencoderOobleck directory (save_pretrained layout)
     encode_mode: str = "mean"  # mean | sample
     seed: int = 0
     scale: float = 1.0

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 
-from vidmusic_core import (IGNORE_INDEX, TokenLM, BackboneInput, BackboneOutput, ConfigError, ShapeError,
+from vidmusic_core import (IGNORE_INDEX, TokenLM, path_field, BackboneInput, BackboneOutput, ConfigError, ShapeError,
                            select_positions)
 
 from . import decode
@@ -111,7 +111,7 @@ class InspireConfig:
     ``size``: preset ``tiny`` | ``base`` (Qwen2-0.5B shape, D 896) | ``1.5b`` | ``1.5b-long`` (Qwen2.5-1.5B
     shape, D 1536). ``qwen_dir``: a local directory with a Qwen ``config.json`` (and tokenizer files):
     its sizes replace the preset's, and its tokenizer encodes text; relative in a saved component's
-    ``config.yaml`` (an import writes ``qwen``): relative to that directory (:meth:`resolve_paths`).
+    ``config.yaml`` (an import writes ``qwen``): relative to that directory (a ``path_field``, resolved by ``load_component``).
     Explicit ``hidden``, ``layers``, ``heads``, ``kv_heads``, ``intermediate``, ``text_vocab``,
     ``tie_word_embeddings``, ``rope_theta``, ``rms_norm_eps`` win over both. ``audio_vocab``: A (None: preset;
     4096 upstream, 256 tiny = the ``rvq_mel`` codebook size). ``n_codebooks``: K (1 = upstream; >1 = parallel heads, see module doc).
@@ -132,7 +132,7 @@ class InspireConfig:
     """
 
     size: str = "tiny"
-    qwen_dir: Optional[str] = None
+    qwen_dir: Optional[str] = path_field()  # relative: to the component directory (movable imports)
     hidden: Optional[int] = None
     layers: Optional[int] = None
     heads: Optional[int] = None
@@ -151,13 +151,6 @@ class InspireConfig:
     context_length: Optional[int] = None
     colmajor_weights: bool = False
     decode_kernels: str = "auto"
-
-    def resolve_paths(self, base: Union[str, Path]) -> "InspireConfig":
-        """This config with a relative ``qwen_dir`` taken relative to ``base`` (``load_component`` passes the
-        component's directory: an imported directory keeps working when moved or copied)."""
-        if self.qwen_dir is None or Path(self.qwen_dir).is_absolute():
-            return self
-        return dataclasses.replace(self, qwen_dir=str(Path(base) / self.qwen_dir))
 
 
 def read_qwen_config(qwen_dir: Union[str, Path]) -> Qwen2Config:

@@ -7,7 +7,6 @@ Tokens: ``[B, K, T]`` with MusicGen's delays ``(0, 1, 2, 3)`` for the generation
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -15,6 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..checkpoint import path_field
 from ..errors import ConfigError, ShapeError
 from ..components import MusicCodec
 from ..types import MusicTokens
@@ -27,16 +27,10 @@ HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 @dataclass
 class EncodecConfig:
-    weights: Optional[str] = None  # local transformers EnCodec directory; None = tiny random model
+    weights: Optional[str] = path_field()  # local transformers EnCodec directory; None = tiny random model
     bandwidth: float = 2.2  # kbps; 2.2 = 4 codebooks at 32 kHz
     delays: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     seed: int = 0
-
-    def resolve_paths(self, base: Path) -> "EncodecConfig":
-        """A relative ``weights`` (as a model directory stores it) is relative to the component directory."""
-        if self.weights and not Path(self.weights).is_absolute():
-            return dataclasses.replace(self, weights=str(Path(base) / self.weights))
-        return self
 
 
 class EncodecCodec(MusicCodec):
