@@ -231,3 +231,30 @@ def test_page_runs_a_generation_in_headless_chromium(server, trained, tmp_path):
         finally:
             browser.close()
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_imported_model_directory_generates_in_the_demo(tmp_path, tmp_path_factory):
+    """A `vidmusic import vidmuse_full ... codec_dir=` model directory (tiny VidMuse with the real key names, tiny
+    EnCodec): the demo's settings are the import's (top-k 250), and a form override reaches the sampler."""
+    import av
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_vidmuse_generate import imported as make_imported  # noqa: F401 - its fixture body, called directly
+
+    from vidmusic_core.demo import DemoModel, generate
+    from vidmusic_core.demo.session import setting_overrides
+
+    imp = make_imported.__wrapped__(tmp_path_factory)  # that module's tiny import, built here
+    res = subprocess.run([str(BIN / "vidmusic"), "import", "vidmuse_full", str(imp["root"] / "VidMuse" / "state_dict.bin"),
+                          "-o", str(tmp_path / "m"), "clip_heads=2", f"codec_dir={imp['encodec']}"],
+                         capture_output=True, text=True, timeout=600, env=env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    model = DemoModel.load(tmp_path / "m", device="cpu")
+    assert model.defaults()["top_k"] == 250 and "top_k" in model.settings_shown() and not model.symbolic
+    overrides, seed, seconds = setting_overrides(model, {"seed": 4, "top_k": 50, "seconds": 1.5})
+    assert overrides == ["generate.top_k=50"] and (seed, seconds) == (4, 1.5)
+    r = generate(model, imp["clip"], tmp_path / "out", seed=seed, seconds=seconds, overrides=overrides)
+    with av.open(str(r.mp4)) as f:
+        assert len(f.streams.audio) == 1
+    assert r.meta["sampling"]["top_k"] == 50 and r.meta["seconds"] == pytest.approx(1.5)
+    assert r.spectrogram.read_bytes()[:4] == b"\x89PNG"

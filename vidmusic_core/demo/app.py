@@ -99,7 +99,8 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
     def on_model(label: str) -> list[Any]:
         m = by_label[label]
         shown, d = m.settings_shown(), m.defaults()
-        return [gr.update(visible=m.takes_text)] + [gr.update(value=d[k], visible=k in shown) for k in keys]
+        return ([gr.update(visible=m.takes_text), gr.update(visible=m.symbolic)]
+                + [gr.update(value=d[k], visible=k in shown) for k in keys])
 
     with gr.Blocks(title="vidmusic demo", analytics_enabled=False) as app:
         gr.Markdown("# vidmusic demo\n" + INTRO)
@@ -134,7 +135,7 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
                     out_info = gr.Markdown(elem_id="result-info")
                     with gr.Accordion("everything that made it (json)", open=False):
                         out_meta = gr.JSON()
-            model_box.change(on_model, [model_box], [text, *widgets], api_name=False)
+            model_box.change(on_model, [model_box], [text, out_midi, *widgets], api_name=False)
             gen_event = go.click(on_generate, [model_box, video, text, *widgets, extra],
                                  [out_video, out_audio, out_midi, out_spec, out_info, out_meta, status],
                                  api_name="generate")
