@@ -189,6 +189,29 @@ def test_stop_interrupts_a_running_generation(trained, tmp_path):
     assert done.mp4.is_file()
 
 
+def test_the_stop_button_interrupts_a_generation_in_the_server(client, tmp_path):
+    """Through the page's API: the progress bar follows the sampler, and /stop (the Stop button) ends the
+    generation mid-way; the page gets a 'Stopped' message instead of a result."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from vidmusic_core import write_video
+
+    video = tmp_path / "four.mp4"  # 4 s in 1-s windows: several windows of sampling
+    write_video(video, np.random.default_rng(0).integers(0, 255, (48, 32, 32, 3)).astype(np.uint8), 12)
+    job = client.submit(video=handle_file(str(video)), text="", extra="", window_seconds=1.0, api_name="/generate")
+    deadline = time.time() + 120
+    while not any("token column" in (u.desc or "") for u in (job.status().progress_data or [])):
+        assert not job.done(), "the generation finished before the progress bar showed a token column"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    said = client.predict(api_name="/stop")
+    assert said.startswith("Stopped at token column"), said
+    with pytest.raises(AppError, match="Stopped: the generation was interrupted"):
+        job.result()
+    assert client.predict(api_name="/stop") == "Nothing is running."
+
+
 def test_missing_gradio_names_the_extra(monkeypatch):
     from vidmusic_core.demo.app import import_gradio
     from vidmusic_core.errors import ConfigError

@@ -1,9 +1,10 @@
 """The gradio page of ``vidmusic demo`` (gradio is imported here only; :mod:`.session` does the work)."""
 import os
+from contextlib import contextmanager
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import ConfigError, VidmusicError
 from ..interrupt import GenerationControl, Interrupted
@@ -50,10 +51,16 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
     vote_log = VoteLog(votes or work_dir / "demo_votes.csv")
     first = models[0]
 
-    def control_for(request: Any) -> GenerationControl:
-        c = GenerationControl()
-        controls[getattr(request, "session_hash", None) or "-"] = c
-        return c
+    @contextmanager
+    def control_for(request: Any) -> Iterator[GenerationControl]:
+        """The stop flag of this session's generation while it runs (the Stop button finds it here)."""
+        key = getattr(request, "session_hash", None) or "-"
+        c = controls[key] = GenerationControl()
+        try:
+            yield c
+        finally:
+            if controls.get(key) is c:
+                del controls[key]
 
     def stop(request: gr.Request) -> str:
         c = controls.get(getattr(request, "session_hash", None) or "-")
@@ -92,7 +99,8 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
             raise gr.Error(f"unknown model {label!r}; this demo serves {', '.join(by_label)}")
         vals = dict(seed=seed, seconds=seconds, window_seconds=window_seconds, temperature=temperature, top_k=top_k,
                     cfg_coef=cfg_coef, steps=steps)
-        r = run_one(model, video or "", vals, extra, text, control_for(request), progress)
+        with control_for(request) as control:
+            r = run_one(model, video or "", vals, extra, text, control, progress)
         return (str(r.mp4), str(r.wav), str(r.midi) if r.midi else None, str(r.spectrogram), r.summary(), r.meta,
                 f"Done: {r.mp4.name}")
 
@@ -152,10 +160,10 @@ def _ab_tab(gr: Any, models: Sequence[DemoModel], run_one: Any, control_for: Any
 
     def on_pair(video: str | None, seed: Any, seconds: Any, request: gr.Request, progress: Any = gr.Progress()) -> Any:
         a, b = random.sample(list(by_label), 2)
-        control = control_for(request)
         values = {"seed": seed, "seconds": seconds}
-        ra = run_one(by_label[a], video or "", values, "", "", control, progress)
-        rb = run_one(by_label[b], video or "", values, "", "", control, progress)
+        with control_for(request) as control:
+            ra = run_one(by_label[a], video or "", values, "", "", control, progress)
+            rb = run_one(by_label[b], video or "", values, "", "", control, progress)
         pair = {"left": a, "right": b, "video": video, "seed": int(ra.seed), "seconds": float(ra.meta["seconds"]),
                 "voted": False}
         return (str(ra.mp4), str(rb.mp4), pair, "Listen to both, then vote: which fits the video better?")
