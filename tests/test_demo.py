@@ -212,6 +212,36 @@ def test_the_stop_button_interrupts_a_generation_in_the_server(client, tmp_path)
     assert client.predict(api_name="/stop") == "Nothing is running."
 
 
+def test_a_flow_model_shows_ode_steps_and_stops_between_them(trained, tmp_path):
+    """A flow backbone (trained 3 steps on the same toy data): the form shows ODE steps, not temperature/top-k; the
+    steps setting reaches the solver, and a stop request ends the ODE loop between two steps."""
+    from vidmusic_core import GenerationControl, Interrupted
+    from vidmusic_core.demo import DemoModel, generate
+    from vidmusic_core.demo.session import setting_overrides
+
+    data = trained[1].parent
+    flow = ["-p", "smoke", "--encoder", "motion", "--backbone", "flow", f"data.root={data}", "data.toy_n=8",
+            "data.toy_seconds=2", "data.clip_seconds=2", "train.batch_size=2"]
+    vm("prepare", str(data), *flow)
+    vm("train", *flow, "train.steps=3", "--run-dir", str(tmp_path / "flow"))
+    model = DemoModel.load(tmp_path / "flow", device="cpu")
+    shown = model.settings_shown()
+    assert "steps" in shown and "temperature" not in shown and "top_k" not in shown and "cfg_coef" in shown
+    overrides, seed, seconds = setting_overrides(model, {"steps": 3, "temperature": 0.5})  # a hidden one is ignored
+    assert overrides == ["generate.steps=3"]
+    r = generate(model, trained[1], tmp_path / "out", seed=seed, seconds=seconds, overrides=overrides)
+    assert r.meta["sampling"]["steps"] == 3 and r.mp4.is_file() and "steps 3" in r.summary()
+
+    class StopAtStep2(GenerationControl):  # as if Stop were pressed during the second ODE step
+        @property
+        def stopped(self):
+            return self.done >= 2
+
+    with pytest.raises(Interrupted, match="stopped at ODE step 2 of 8"):
+        generate(model, trained[1], tmp_path / "stopped", seed=0, seconds=None, overrides=["generate.steps=8"],
+                 control=StopAtStep2())
+
+
 def test_missing_gradio_names_the_extra(monkeypatch):
     from vidmusic_core.demo.app import import_gradio
     from vidmusic_core.errors import ConfigError
