@@ -110,14 +110,14 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
         return ([gr.update(visible=m.takes_text), gr.update(visible=m.symbolic)]
                 + [gr.update(value=d[k], visible=k in shown) for k in keys])
 
-    with gr.Blocks(title="vidmusic demo", analytics_enabled=False) as app:
+    with gr.Blocks(title="vidmusic demo", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as app:
         gr.Markdown("# vidmusic demo\n" + INTRO)
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
                     model_box = gr.Dropdown([m.label for m in models], value=first.label, label="model",
                                             visible=len(models) > 1)
-                    video = gr.Video(label="video", sources=["upload"], elem_id="input-video")
+                    video = gr.Video(label="video", sources=["upload"], elem_id="input-video", height=320)
                     if examples:
                         gr.Examples([[e] for e in examples], inputs=[video], label="toy clips")
                     text = gr.Textbox(label="text prompt", visible=first.takes_text, placeholder="e.g. calm piano")
@@ -135,7 +135,8 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
                         stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                     status = gr.Markdown(elem_id="status")
                 with gr.Column():
-                    out_video = gr.Video(label="video with its new soundtrack", interactive=False, elem_id="result-video")
+                    out_video = gr.Video(label="video with its new soundtrack", interactive=False, elem_id="result-video",
+                                         height=320)
                     out_audio = gr.Audio(label="music (wav)", type="filepath", interactive=False)
                     out_midi = gr.File(label="MIDI", visible=first.symbolic, interactive=False)
                     out_spec = gr.Image(label="spectrogram: visual beats (cyan) and cuts (white)", type="filepath",
