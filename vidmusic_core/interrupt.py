@@ -30,6 +30,7 @@ class GenerationControl:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self.done, self.total, self.what = 0, 0, ""
+        self.running = False  # set by whoever runs the generation (e.g. the demo's worker thread)
 
     def stop(self) -> None:
         """Ask the generation to stop at its next step (thread-safe)."""

@@ -67,6 +67,8 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
         if c is None:
             return "Nothing is running."
         c.stop()
+        if not c.running:
+            return "Stopping (the music of this run is already made)."
         return f"Stopped at {c.what} {c.done} of {c.total}." if c.total else "Stopped."
 
     def progress_cb(progress: Any, label: str) -> Any:

@@ -217,11 +217,15 @@ def generate(model: DemoModel, video: str | Path, out_root: Path, *, seed: int, 
             box["error"] = exc
 
     worker = threading.Thread(target=work, name="vidmusic-demo-generate", daemon=True)
+    control.running = True
     worker.start()
-    while worker.is_alive():
-        if on_wait is not None:
-            on_wait(control)
-        worker.join(0.1)
+    try:
+        while worker.is_alive():
+            if on_wait is not None:
+                on_wait(control)
+            worker.join(0.1)
+    finally:
+        control.running = False
     if "error" in box:
         raise box["error"]
     (r,) = box["result"]
