@@ -97,6 +97,14 @@ SPECS = {
     "docs/codecs/wavtokenizer.md: from inspire_llm.wavtokenizer import WavTokenizerCodec, import_wavtokenizer":
         Spec("calls", "needs InspireMusic's WavTokenizer weights; tests/test_wavtokenizer.py runs it on a random one"),
     "docs/codecs/wavtokenizer.md: audio [B,C,L] ─mean over C─▶ (soxr HQ resample to 24 kHz if sample_rate given) ─▶ [B, L]": Spec("diagram"),
+    'docs/demo.md: pip install -e ".[demo]"                                        # gradio; the demo is an optional extra':
+        Spec("skip", "serves a web page until stopped; tests/test_demo.py starts `vidmusic demo` on a free port and "
+                     "drives it with gradio_client and headless Chromium"),
+    "docs/demo.md: from vidmusic_core.demo import summarise_votes": Spec("python", prelude=(
+        "from vidmusic_core.demo import VoteLog\nopen('clip.mp4', 'wb').write(b'x')\nlog = VoteLog('demo_votes.csv')\n"
+        "for c in ['left'] * 3 + ['right', 'tie']:\n"
+        "    log.write(session='s', video='clip.mp4', seed=0, seconds=2, left='m1', right='m2', choice=c)\n"),
+        post="assert (s.a, s.wins_a, s.wins_b, s.ties) == ('m1', 3, 1, 1) and abs(s.p_value - 0.625) < 1e-9"),
     "docs/encoders/motion.md: from vidmusic_core.encoders.motion import MotionEncoder, analyse_motion, detect_beats_and_cuts":
         Spec("python", prelude="import shutil, pathlib\nshutil.copy(pathlib.Path(TOY) / 'toy_00000.mp4', 'clip.mp4')\n",
              post="assert len(beats) > 0 and a.tempo > 0"),

@@ -306,6 +306,41 @@ def generate(paths: tuple[str, ...], out_dir: str, model_dir: str | None, run_di
         sys.exit(1)
 
 
+@cli.command(short_help="A local web page to hear models on your videos (and a blind A/B listening test).")
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="a model directory or a trained run directory (repeat for the A/B test)")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to bind; anything but 127.0.0.1/localhost serves the page to your network")
+@click.option("--port", type=int, default=None, help="port (default: gradio's, 7860 or the next free one)")
+@click.option("--share", is_flag=True, help="also open a public gradio.live link (anyone with it can use your machine)")
+@click.option("--device", default=None, help="cpu, cuda, … (default: cuda when available)")
+@click.option("--votes", type=click.Path(dir_okay=False), default="demo_votes.csv", show_default=True,
+              help="the CSV the A/B votes are appended to")
+@click.option("--max-seconds", type=float, default=60.0, show_default=True, help="the longest stretch of video it makes music for")
+@_friendly_errors
+def demo(models: tuple[str, ...], host: str, port: int | None, share: bool, device: str | None, votes: str,
+         max_seconds: float) -> None:
+    """Serve a web page (gradio; pip install 'vidmusic[demo]') over the model API: upload a video, set the
+    generate settings, hear it with its new soundtrack, see the spectrogram with its beats and cuts; with two or
+    more --model a blind A/B vote written to --votes (docs/demo.md)."""
+    from .demo import launch
+
+    if share or host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: the demo is reachable {'through a public gradio.live link' if share else f'on {host}'}: "
+                   "anyone who can open it runs models on this machine", err=True)
+    launch(models, host=host, port=port, share=share, device=device, votes=votes, max_seconds=max_seconds)
+
+
+@cli.command("demo-results")
+@click.argument("csv_path", metavar="VOTES_CSV", type=click.Path(exists=True, dir_okay=False))
+@_friendly_errors
+def demo_results(csv_path: str) -> None:
+    """Summarise an A/B vote CSV of `vidmusic demo`: wins per pair, win rate and sign-test p-value."""
+    from .demo.votes import format_summary, summarise_votes
+
+    click.echo(format_summary(summarise_votes(csv_path)))
+
+
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--metric", "metrics", multiple=True, help="metric names (default: eval.metrics of the run)")

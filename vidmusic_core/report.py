@@ -46,6 +46,22 @@ def loss_curve(run_dir: Path) -> str | None:
 
 
 def spectrogram(wav: Path, beats: list[float], cuts: list[float]) -> str:
+    """The mel spectrogram of ``wav`` with visual ``beats`` (cyan) and ``cuts`` (white, dashed), as a data URI."""
+    return _png(spectrogram_figure(wav, beats, cuts))
+
+
+def write_spectrogram(wav: Path, beats: list[float], cuts: list[float], out: Path) -> Path:
+    """The plot of :func:`spectrogram` as a PNG file ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = spectrogram_figure(wav, beats, cuts)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def spectrogram_figure(wav: Path, beats: list[float], cuts: list[float]) -> Any:
     import librosa
     import matplotlib
 
@@ -63,7 +79,7 @@ def spectrogram(wav: Path, beats: list[float], cuts: list[float]) -> str:
         ax.axvline(c, color="white", lw=1.5, ls="--")
     ax.set_xlabel("s (cyan: visual beats, white: cuts)")
     ax.set_yticks([])
-    return _png(fig)
+    return fig
 
 
 def _metrics_table(results: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from torch import Tensor
 from .codecs.delay import apply_delays, undo_delays
 from .components import SequenceLayout, TokenLM
 from .errors import ConfigError
+from .interrupt import generation_step
 from .layouts.music import delay_pad, effective_delays
 from .types import BackboneInput, Condition, MusicTokens, SamplingConfig
 
@@ -114,6 +115,7 @@ def generate_tokens(layout: SequenceLayout, backbone: TokenLM, condition: Condit
     if forced is not None and (forced.shape[0] != B or forced.shape[1] != K):
         raise ValueError(f"generate_tokens: forced codes {list(forced.shape)} for {B} items x {K} codebooks")
     for c in range(n_cols):
+        generation_step(c, n_cols, "token column")  # a stop request (vidmusic_core.interrupt) ends it here
         if guided:
             logits = logits[B:] + sc.cfg_coef * (logits[:B] - logits[B:])
         allow_eos = sc.use_eos and eos_id is not None and c >= min_frames + max(d)

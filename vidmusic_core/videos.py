@@ -14,6 +14,7 @@ import torch
 from .checkpoint import atomic_path
 from .errors import ConfigError, VidmusicError
 from .clips import item_seed
+from .interrupt import Interrupted
 from .types import SamplingConfig
 
 
@@ -87,6 +88,8 @@ def generate_with_model(model: Any, codec: Any, videos: Sequence[str | Path], ou
                                           window_seconds=window_seconds, overlap_seconds=overlap_seconds,
                                           caption=text[i] if text else None, seconds=seconds, meta=meta,
                                           progress=progress, prompt_bars=prompt_bars))
+            except Interrupted:  # a stop request (vidmusic_core.interrupt) stops every video, not this one
+                raise
             except VidmusicError as exc:  # this video only: the others still get their music
                 results.append(GeneratedMusic(video, error=str(exc)))
     finally:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from vidmusic_core import (BackboneInput, ConfigError, GenerationRequest, MusicBackbone, MusicCodec, MusicLatents,
-                           SequenceLayout, ShapeError)
+                           SequenceLayout, ShapeError, generation_step)
 
 from .dit import DiTBlock, FinalLayer, TimeEmbedder, rotary
 
@@ -202,6 +202,7 @@ class FlowBackbone(MusicBackbone):
         sched.set_timesteps(int(sc.steps), device=dev)
         x = noise.clone()
         for i, timestep in enumerate(sched.timesteps):
+            generation_step(i, len(sched.timesteps), "ODE step")  # a stop request ends it here
             sigma = sched.sigmas[i].to(x.dtype)
             if P:  # pin the prompt frames to the prompt's point on the path
                 x[:, :P] = (1 - sigma) * ctx[:, :P] + sigma * noise[:, :P]
