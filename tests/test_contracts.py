@@ -17,7 +17,7 @@ from vidmusic_core import (BackboneInput, BackboneOutput, ConfigError, Generatio
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 from vidmusic_core.testing import check_component_contract
 
-KINDS = ("encoder", "layout", "backbone", "codec", "metric", "importer")
+KINDS = ("encoder", "layout", "backbone", "codec", "metric", "importer", "visualizer")
 #: built-ins the default-config check cannot build, and where they are checked instead
 EXCLUDED = {
     ("codec", "oobleck"): "needs a local AutoencoderOobleck directory (no weights ship): test_oobleck_contract "
