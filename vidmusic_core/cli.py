@@ -351,6 +351,33 @@ def visualize(song: str, out: str, visualizer: str, size: str, fps: float, seed:
                f"{res.fps:g} fps) in {res.elapsed:.1f} s ({res.seconds_per_second:.2f} s per output second)")
 
 
+@cli.command(short_help="The loop as a metric: song -> visualizer video -> model music, scored against the song.")
+@click.argument("songs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="a trained video->music model (model directory or run directory)")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--visualizer", default="reactive", show_default=True)
+@click.option("--size", default=96, show_default=True, type=int, help="video size (square; the toy data's is 96)")
+@click.option("--fps", default=12.0, show_default=True, type=float)
+@click.option("--seconds", type=float, default=None, help="only the first SECONDS of each song")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a visualizer option (repeatable)")
+@click.option("--no-progress", is_flag=True)
+@_friendly_errors
+def cycle(songs: tuple[str, ...], model_dir: str, out_dir: str, visualizer: str, size: int, fps: float,
+          seconds: float | None, seed: int, settings: tuple[str, ...], no_progress: bool) -> None:
+    """Render each SONG with a visualizer, generate music for that video with a trained model, and score the new
+    music against the song (tempo, beat F1, key, sections) beside a control (against another song); writes
+    OUT/cycle.json."""
+    from .cycle import cycle as run_cycle, headline
+
+    rep = run_cycle(model_dir, songs, out_dir, visualizer=visualizer, overrides=settings, size=size, fps=fps,
+                    seconds=seconds, seed=seed, progress=not no_progress)
+    for key, cond, shuf in headline(rep["scores"]):
+        click.echo(f"{key:24s} cycle {cond:.3f}   " + (f"control {shuf:.3f}" if shuf is not None else "control: one song"))
+    click.echo(f"wrote {Path(out_dir) / 'cycle.json'}")
+
+
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--metric", "metrics", multiple=True, help="metric names (default: eval.metrics of the run)")
