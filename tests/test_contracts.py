@@ -22,6 +22,8 @@ KINDS = ("encoder", "layout", "backbone", "codec", "metric", "importer", "visual
 EXCLUDED = {
     ("codec", "oobleck"): "needs a local AutoencoderOobleck directory (no weights ship): test_oobleck_contract "
                           "writes a tiny random one",
+    ("visualizer", "clip_guided"): "needs local CLIP, Wav2CLIP and VQModel directories (no weights ship): "
+                                   "tests/test_clip_guided.py::test_contract builds tiny random ones",
 }
 #: built-ins checked with a smaller config than their default (the default is checked in the named test)
 SMALL = {
