@@ -76,6 +76,16 @@ def test_midi_song(toy, tmp_path):
     assert len(frames) == res.frames and res.seconds > 5 and np.abs(audio).max() > 0.1
 
 
+def test_song_in_an_mp4(toy, tmp_path):
+    """A soundtrack soundfile cannot read (AAC in mp4) is decoded with PyAV first."""
+    from vidmusic_core.video import mux_audio
+
+    mux_audio(toy / "toy_00001.mp4", toy / "toy_00001.wav", tmp_path / "clip.mp4")
+    res = visualize(tmp_path / "clip.mp4", tmp_path / "v.mp4", size=64, fps=8, progress=False)
+    truth = json.loads((toy / "toy_00001.json").read_text())
+    assert res.song.key == (truth["key"]["tonic"], truth["key"]["mode"]) and abs(res.seconds - 6.0) < 0.2
+
+
 def test_memory_is_flat_in_song_length(tmp_path):
     peaks = []
     for seconds in (60.0, 180.0):

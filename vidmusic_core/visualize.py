@@ -65,6 +65,28 @@ def render_midi(path: str | os.PathLike[str], out_wav: str | os.PathLike[str], s
     return write_wav(out_wav, audio, sample_rate)
 
 
+def song_wav(src: Path, tmp: Path) -> Path:
+    """A file the streaming analysis reads: ``src`` itself when soundfile opens it, a MIDI rendered to wav, or the
+    audio of anything PyAV decodes (m4a, an mp4's soundtrack, …) written once to ``tmp/song.wav``."""
+    import soundfile as sf
+
+    if src.suffix.lower() in MIDI_SUFFIXES:
+        return render_midi(src, tmp / "song.wav")
+    try:
+        sf.info(str(src))
+        return src
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        from .audio import AudioError, audio_info, load_audio, write_wav
+
+        try:
+            audio = load_audio(src, None, mono=False, allow_silent=True)  # [C, L] at the file's rate
+
+            rate = audio_info(src).sample_rate
+        except AudioError as exc:
+            raise SongError(f"cannot read the song {src}: {exc}") from exc
+        return write_wav(tmp / "song.wav", audio, rate, subtype="FLOAT")
+
+
 def visualizer_config(name: str, overrides: Sequence[str] = (), cfg: Any = None) -> Any:
     """The config dataclass of visualizer ``name`` (``cfg``, else its defaults) with ``KEY=VALUE`` overrides;
     an unknown key is a :class:`ConfigError` listing the valid ones."""
@@ -121,7 +143,7 @@ def visualize(song: str | os.PathLike[str], out: str | os.PathLike[str], visuali
     comp = get_component("visualizer", visualizer)
     vis = comp.build(visualizer_config(comp.name, overrides, config))
     with tempfile.TemporaryDirectory(prefix="vidmusic-vis-") as tmp:
-        wav = render_midi(src, Path(tmp) / "song.wav") if src.suffix.lower() in MIDI_SUFFIXES else src
+        wav = song_wav(src, Path(tmp))
         analysis = analyse_song(wav)
         total = analysis.duration if seconds is None else min(float(seconds), analysis.duration)
         if total <= 0:
