@@ -80,7 +80,6 @@ def song_wav(src: Path, tmp: Path) -> Path:
 
         try:
             audio = load_audio(src, None, mono=False, allow_silent=True)  # [C, L] at the file's rate
-
             rate = audio_info(src).sample_rate
         except AudioError as exc:
             raise SongError(f"cannot read the song {src}: {exc}") from exc
