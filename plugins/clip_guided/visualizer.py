@@ -179,8 +179,9 @@ class ClipGuidedVisualizer(Visualizer):
         out = np.empty((len(times), plan.height, plan.width, 3), np.uint8)
         song = plan.song
         beat = np.zeros(len(times))
-        if len(song.beats) and self.cfg.pulse > 0:
-            d = np.abs(times[:, None] - song.beats[None, :]).min(axis=1)
+        beats = song.beats[(song.beats > times.min() - 1.0) & (song.beats < times.max() + 1.0)] if len(times) else []
+        if len(beats) and self.cfg.pulse > 0:
+            d = np.abs(times[:, None] - beats[None, :]).min(axis=1)  # [T] s to the nearest beat
             beat = self.cfg.pulse * np.exp(-0.5 * (d / (0.5 / plan.fps)) ** 2)
         for a in range(0, len(times), self.cfg.decode_batch):
             img = self._decode(z[a:a + self.cfg.decode_batch].to(self.device))  # [b, 3, h', w']

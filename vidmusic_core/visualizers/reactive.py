@@ -78,7 +78,8 @@ class ReactiveVisualizer(Visualizer):
         p, song = plan, plan.song
         times = np.asarray(times, dtype=np.float64)
         W, H, side = p.width, p.height, min(p.width, p.height)
-        beats = song.beats
+        near = (song.beats > times.min() - 1.0) & (song.beats < times.max() + 1.0) if len(times) else song.beats < 0
+        beats = song.beats[near]  # only the window's beats: the cost of a window does not grow with the song
         env = tv.pulse(times, list(beats), p.fps)  # [T] in [0, 1]
         if len(beats) and self.cfg.downbeats:
             nearest = np.abs(times[:, None] - beats[None, :]).argmin(axis=1)
