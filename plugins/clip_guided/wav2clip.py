@@ -142,7 +142,9 @@ def import_wav2clip(source: Path, out_dir: Path, cfg: Any = None) -> ImportRepor
     try:
         ckpt = torch.load(str(source), map_location="cpu", weights_only=True)
     except Exception as exc:  # an unpickling refusal or a broken file
-        raise CheckpointError(f"cannot read {source} with torch.load(weights_only=True): {exc}") from exc
+        raise CheckpointError(f"cannot read {source} with torch.load(weights_only=True): {exc}. If the file holds "
+                              "objects weights_only refuses (e.g. Lightning hyper-parameters), save its 'state_dict' "
+                              "alone with a trusted PyTorch Lightning install and import that file") from exc
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or "audio_encoder.conv1.weight" not in state:
         raise CheckpointError(f"{source} is not a Wav2CLIP checkpoint: no state_dict with audio_encoder.conv1.weight")
