@@ -17,11 +17,13 @@ from vidmusic_core import (BackboneInput, BackboneOutput, ConfigError, Generatio
 from vidmusic_core.layouts.prefix import PrefixConfig, PrefixLayout
 from vidmusic_core.testing import check_component_contract
 
-KINDS = ("encoder", "layout", "backbone", "codec", "metric", "importer")
+KINDS = ("encoder", "layout", "backbone", "codec", "metric", "importer", "visualizer")
 #: built-ins the default-config check cannot build, and where they are checked instead
 EXCLUDED = {
     ("codec", "oobleck"): "needs a local AutoencoderOobleck directory (no weights ship): test_oobleck_contract "
                           "writes a tiny random one",
+    ("visualizer", "clip_guided"): "needs local CLIP, Wav2CLIP and VQModel directories (no weights ship): "
+                                   "tests/test_clip_guided.py::test_contract builds tiny random ones",
 }
 #: built-ins checked with a smaller config than their default (the default is checked in the named test)
 SMALL = {

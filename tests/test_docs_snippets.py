@@ -153,6 +153,17 @@ SPECS = {
         "python", replace={"n=200, seconds=8.0": "n=2, seconds=2.0", "workers=None": "workers=1"},
         post="assert len(summary.names) == 2 and sum(map(len, summary.splits.values())) == 2"),
     "docs/toy-data.md: {": Spec("toy-json"),
+    "docs/visualizers.md: vidmusic visualize song.wav -o out.mp4                     # reactive, 512x512, 24 fps: no weights needed":
+        Spec("cli", "needs a song and, for clip_guided, local CLIP/Wav2CLIP/VQGAN directories; tests/test_visualize.py "
+             "and tests/test_clip_guided.py run these commands", not_run=("visualize",),
+             expect={"plugins --kind visualizer": ["reactive", "clip_guided"]}),
+    "docs/visualizers.md: from vidmusic_core.visualize import visualize": Spec(
+        "python", prelude="from pathlib import Path\nfrom vidmusic_core.testing import write_test_song\n"
+                          "write_test_song(Path('song.wav'), seconds=2.0)\n",
+        replace={"size=(512, 512), fps=24": "size=(64, 64), fps=8"},
+        post="assert result.mp4.is_file() and result.frames == 16 and result.song.tempo > 0"),
+    "docs/visualizers.md: vidmusic cycle data/toy/toy_00000.wav data/toy/toy_00001.wav --model runs/MY_RUN -o cycle_out --visualizer reactive":
+        Spec("skip", "needs a trained model; tests/test_cycle.py runs `vidmusic cycle` with one"),
     "docs/writing-a-backbone.md: # a token LM: embeddings, a GRU whose hidden state is the cache, a head per codebook":
         Spec("python", post=backbone_check("tiny_gru", "assert m.eos_id == m.cardinality == 32 and cfg.backbone.name == 'tiny_gru'")),
     "docs/writing-a-backbone.md: # a one-step flow over latents": Spec("python", post=backbone_check(

@@ -39,7 +39,9 @@ from .components import (
     SequenceLayout,
     SymbolicCodec,
     TokenLM,
+    Visualizer,
 )
+from .song import Section, SongAnalysis
 from .types import (
     CLIP_MEAN,
     CLIP_STD,
@@ -71,7 +73,7 @@ __all__ = [
     "Component", "Condition", "ConditionEncoder", "ConfigError", "DuplicateComponentError", "FrameSpec", "Frames",
     "GenerationRequest", "ImportReport", "LatentCodec", "Preset", "PrefixConfig", "PrefixLayout", "ShardStore", "write_video", "MODEL_INDEX", "VidMusicPipeline", "write_model_index", "Metric", "MusicBackbone", "MusicCodec", "MusicLatents",
     "MusicOutput", "MusicTokens", "PluginError", "PluginHost", "Registry", "SamplingConfig", "SymbolicCodec",
-    "TokenLM", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
+    "TokenLM", "Visualizer", "Section", "SongAnalysis", "SequenceLayout", "ShapeError", "UnknownComponentError", "VidmusicError", "__version__", "atomic_path",
     "build", "check_shapes", "fixed_soundfont_path", "get_component", "get_host", "get_registry", "hookimpl", "load_component",
     "load_state_strict", "load_weights", "merge_forced", "normalize_frames", "path_field", "progress_bar", "select_positions", "save_component", "save_weights", "use_host", "video_cuts",
 ]

@@ -50,3 +50,10 @@ def register_presets(register):  # type: ignore[no-untyped-def]
 
     for name in _shipped_names():  # default (the embedded default), smoke, toy
         register(name, lambda name=name: shipped_preset(name))
+
+
+@hookimpl
+def register_visualizers(register):  # type: ignore[no-untyped-def]
+    from .visualizers.reactive import ReactiveVisualizer
+
+    register("reactive", ReactiveVisualizer, ReactiveVisualizer.Config)

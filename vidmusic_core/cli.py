@@ -95,7 +95,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--kind", type=click.Choice(["encoder", "layout", "backbone", "codec", "metric", "importer"]),
+@click.option("--kind", type=click.Choice(["encoder", "layout", "backbone", "codec", "metric", "importer",
+                                            "visualizer"]),
               default=None, help="only this component kind")
 @_friendly_errors
 def plugins(kind: str | None) -> None:
@@ -339,6 +340,62 @@ def demo_results(csv_path: str) -> None:
     from .demo.votes import format_summary, summarise_votes
 
     click.echo(format_summary(summarise_votes(csv_path)))
+
+
+@cli.command(short_help="Music -> video: render a song (wav or MIDI) with a visualizer into an mp4 with the song.")
+@click.argument("song", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True, help="the mp4 to write")
+@click.option("--visualizer", default="reactive", show_default=True, help="a registered visualizer")
+@click.option("--size", default="512", show_default=True, help="frame size: N (square) or WxH, even numbers")
+@click.option("--fps", default=24.0, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seconds", type=float, default=None, help="only the first SECONDS of the song")
+@click.option("--window", "window_seconds", default=10.0, show_default=True, type=float,
+              help="seconds of frames rendered and encoded at a time")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a visualizer option (repeatable)")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+@_friendly_errors
+def visualize(song: str, out: str, visualizer: str, size: str, fps: float, seed: int, seconds: float | None,
+              window_seconds: float, settings: tuple[str, ...], no_progress: bool) -> None:
+    """Render SONG (wav/flac/ogg/mp3 or .mid) with a visualizer (default `reactive`: beats pulse, key sets the
+    hue, mode the brightness, sections cut) into OUT.mp4 with the song as its soundtrack, window by window."""
+    from .visualize import visualize as run_visualize
+
+    try:
+        dims = tuple(int(v) for v in size.lower().split("x")) if "x" in size.lower() else int(size)
+    except ValueError:
+        raise click.BadParameter(f"{size!r}: give N or WxH", param_hint="--size") from None
+    res = run_visualize(song, out, visualizer=visualizer, overrides=settings, size=dims, fps=fps, seed=seed,
+                        seconds=seconds, window_seconds=window_seconds, progress=not no_progress)
+    click.echo(f"wrote {res.mp4}: {res.frames} frames ({res.seconds:.1f} s, {res.size[0]}x{res.size[1]}, "
+               f"{res.fps:g} fps) in {res.elapsed:.1f} s ({res.seconds_per_second:.2f} s per output second)")
+
+
+@cli.command(short_help="The loop as a metric: song -> visualizer video -> model music, scored against the song.")
+@click.argument("songs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="a trained video->music model (model directory or run directory)")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--visualizer", default="reactive", show_default=True)
+@click.option("--size", default=96, show_default=True, type=int, help="video size (square; the toy data's is 96)")
+@click.option("--fps", default=12.0, show_default=True, type=float)
+@click.option("--seconds", type=float, default=None, help="only the first SECONDS of each song")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a visualizer option (repeatable)")
+@click.option("--no-progress", is_flag=True)
+@_friendly_errors
+def cycle(songs: tuple[str, ...], model_dir: str, out_dir: str, visualizer: str, size: int, fps: float,
+          seconds: float | None, seed: int, settings: tuple[str, ...], no_progress: bool) -> None:
+    """Render each SONG with a visualizer, generate music for that video with a trained model, and score the new
+    music against the song (tempo, beat F1, key, sections) beside a control (against another song); writes
+    OUT/cycle.json."""
+    from .cycle import cycle as run_cycle, headline
+
+    rep = run_cycle(model_dir, songs, out_dir, visualizer=visualizer, overrides=settings, size=size, fps=fps,
+                    seconds=seconds, seed=seed, progress=not no_progress)
+    for key, cond, shuf in headline(rep["scores"]):
+        click.echo(f"{key:24s} cycle {cond:.3f}   " + (f"control {shuf:.3f}" if shuf is not None else "control: one song"))
+    click.echo(f"wrote {Path(out_dir) / 'cycle.json'}")
 
 
 @cli.command("eval")

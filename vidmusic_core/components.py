@@ -1,4 +1,4 @@
-"""The component contracts: encoders, layouts, backbones, codecs, metrics (DESIGN §3, notes/architecture.md).
+"""The component contracts: encoders, layouts, backbones, codecs, metrics, visualizers (DESIGN §3, notes/architecture.md).
 
 Everything the core reads from a component is declared here, with a default where it is optional; the
 core never discovers a protocol with ``getattr``/``hasattr``. Two backbone families stand side by side:
@@ -16,14 +16,18 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError
 from .types import (IGNORE_INDEX, BackboneInput, BackboneOutput, Condition, FrameSpec, Frames, GenerationRequest,
                     MusicLatents, MusicOutput, MusicTokens)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .song import SongAnalysis
 
 #: values of :attr:`MusicCodec.representation` / :attr:`MusicBackbone.representation`
 REPRESENTATIONS = ("tokens", "latents", "symbolic")
@@ -439,3 +443,29 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def protocol(self) -> dict[str, Any]:
         """Everything the score depends on (embedder, sample rate, window, reference set …)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Visualizers (music -> video)
+# --------------------------------------------------------------------------------------------------
+class Visualizer(abc.ABC):
+    """Music -> frames (``vidmusic visualize``, :func:`vidmusic_core.visualize.visualize`). Subclasses nest their
+    options as ``Config`` (a dataclass) and take only that in ``__init__``.
+
+    The core analyses the song once (:class:`~vidmusic_core.song.SongAnalysis`: beats, downbeats, onsets, key,
+    sections, energy curves, and :meth:`~vidmusic_core.song.SongAnalysis.audio` for any span of samples), calls
+    :meth:`plan` once, then :meth:`render` window by window and encodes each window before the next: memory
+    stays flat in song length. ``render`` of consecutive windows must equal ``render`` of their union (the
+    contract check tests it), and the same ``seed`` must give the same frames.
+    """
+
+    kind: ClassVar[str] = "visualizer"
+
+    def plan(self, song: "SongAnalysis", size: tuple[int, int], fps: float, seed: int) -> Any:
+        """Everything that does not depend on the window (layouts, keyframes, …), for frames ``size = (W, H)``
+        at ``fps``. Default: ``(song, size, fps, seed)``."""
+        return (song, size, fps, seed)
+
+    @abc.abstractmethod
+    def render(self, plan: Any, times: np.ndarray) -> np.ndarray:
+        """Frames at ``times [T]`` seconds (ascending): uint8 ``[T, H, W, 3]``."""

@@ -118,6 +118,17 @@ def register_importers(register: RegisterFn) -> None:
 
 
 @hookspec
+def register_visualizers(register: RegisterFn) -> None:
+    """Register visualizers (music -> video, ``vidmusic visualize SONG --visualizer NAME``).
+
+    The factory builds a :class:`~vidmusic_core.components.Visualizer`: ``plan(song, size, fps, seed)`` once per
+    song (from the core's :class:`~vidmusic_core.song.SongAnalysis`), then ``render(plan, times) -> uint8
+    [T, H, W, 3]`` window by window (consecutive windows equal one render of their union; seeded). Models load
+    from local directories named in the config; nothing downloads. See docs/visualizers.md.
+    """
+
+
+@hookspec
 def register_presets(register: RegisterFn) -> None:
     """Register run presets (``vidmusic run -p NAME``): ``register(name, factory)`` with ``factory()`` returning a
     :class:`~vidmusic_core.config.Preset` — run-config sections (a mapping, or a YAML file) and, with

@@ -22,7 +22,7 @@ from .errors import DuplicateComponentError, PluginError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "vidmusic"
 #: component kinds, each filled by the hook ``register_<kind>s``
-KINDS = ("encoder", "layout", "backbone", "codec", "metric", "importer", "preset")
+KINDS = ("encoder", "layout", "backbone", "codec", "metric", "importer", "preset", "visualizer")
 #: comma-separated entry-point names that are not loaded (e.g. to silence a broken third-party plugin)
 DISABLE_ENV = "VIDMUSIC_DISABLE_PLUGINS"
 

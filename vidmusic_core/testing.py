@@ -290,6 +290,50 @@ def _weights_roundtrip(who: str, module: Any, rebuild: Callable[[], Any], runs: 
                  1e-5, 1e-5)
 
 
+def write_test_song(path: Path, seconds: float = 4.0, bpm: float = 120.0, sample_rate: int = 16000) -> Path:
+    """A wav with a click and a low tone on every beat and a chord that changes half way (a tiny test song)."""
+    import numpy as np
+
+    from .audio import write_wav
+
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    y = 0.1 * np.sin(2 * np.pi * np.where(t < seconds / 2, 220.0, 330.0) * t)
+    for b in np.arange(0.25, seconds, 60.0 / bpm):
+        i = int(b * sample_rate)
+        n = min(len(y) - i, int(0.05 * sample_rate))
+        y[i:i + n] += 0.6 * np.exp(-np.arange(n) / (0.01 * sample_rate)) * np.sin(2 * np.pi * 1000 * t[:n])
+    return write_wav(path, y.astype("float32"), sample_rate)
+
+
+def _check_visualizer(who: str, module: Any, tmp: Path) -> None:
+    """Frames of the declared shape and dtype; consecutive windows equal one render; the same seed, the same frames."""
+    import numpy as np
+
+    from .components import Visualizer
+    from .song import analyse_song
+
+    if not isinstance(module, Visualizer):
+        cc.fail(who, f"{type(module).__name__} is not a Visualizer")
+    song = analyse_song(write_test_song(tmp / "song.wav"))
+    W, H, fps = 64, 48, 8.0
+    times = np.arange(int(song.duration * fps)) / fps  # [T]
+    plan = module.plan(song, (W, H), fps, 0)
+    whole = module.render(plan, times)
+    if not (isinstance(whole, np.ndarray) and whole.dtype == np.uint8 and whole.shape == (len(times), H, W, 3)):
+        got = f"{getattr(whole, 'dtype', type(whole).__name__)} {list(getattr(whole, 'shape', []))}"
+        cc.fail(who, f"render() must return uint8 [T, H, W, 3] = [{len(times)}, {H}, {W}, 3], got {got}")
+    k = len(times) // 3
+    parts = np.concatenate([module.render(plan, times[:k]), module.render(plan, times[k:])])
+    if not np.array_equal(parts, whole):
+        cc.fail(who, "render() of two consecutive windows differs from one render of both (frames must depend "
+                     "only on the plan and their times, so long songs stream)")
+    again = module.render(module.plan(song, (W, H), fps, 0), times)
+    if not np.array_equal(again, whole):
+        cc.fail(who, "the same seed gave different frames (plan/render must be reproducible)")
+    if int(np.ptp(whole.astype(np.int16), axis=0).max()) == 0:
+        cc.fail(who, "every frame is the same for a song with a beat every 0.5 s")
+
+
 def check_component_contract(kind: str, name: str, cfg: Any = None, *, backbone: str | None = None,
                              layout: str | None = None) -> Any:
     """Build ``kind``/``name`` from its default config (or ``cfg``) on the CPU and check its contract.
@@ -323,6 +367,9 @@ def check_component_contract(kind: str, name: str, cfg: Any = None, *, backbone:
             runs = [_check_codec(who, module, Path(tmp))]
         elif kind == "backbone":
             runs = _check_backbone(who, module, cfg, layout)
+        elif kind == "visualizer":
+            _check_visualizer(who, module, Path(tmp))
+            runs = []
         elif kind == "metric":
             if not isinstance(module, Metric):
                 cc.fail(who, f"{type(module).__name__} is not a Metric")

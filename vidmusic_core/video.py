@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -512,6 +512,32 @@ def write_video(path: PathLike, frames: Any, fps: float | Fraction, codec: str =
                 c.mux(s.encode(f))
             c.mux(s.encode(None))
     return Path(path)
+
+
+@contextmanager
+def video_writer(path: PathLike, width: int, height: int, fps: float | Fraction, codec: str = "libx264",
+                 options: dict[str, str] | None = None) -> Iterator[Callable[[np.ndarray], None]]:
+    """Stream frames into ``path`` (atomic, video only): yields ``write(frames)`` taking uint8 ``[T, H, W, 3]``
+    blocks, encoded as they come, so a long video is never whole in memory (:func:`write_video` takes them all)."""
+    if width % 2 or height % 2 or width < 2 or height < 2:
+        raise VideoError(f"video_writer({path}): yuv420p needs an even width and height, got {width}x{height}")
+    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format=_container_format(path)) as c:
+            s = c.add_stream(codec, rate=rate)
+            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+            s.options = dict(options or {})
+
+            def write(frames: np.ndarray) -> None:
+                arr = np.asarray(frames)
+                if arr.ndim != 4 or arr.shape[1:] != (height, width, 3) or arr.dtype != np.uint8:
+                    raise VideoError(f"video_writer({path}): frames must be uint8 [T, {height}, {width}, 3], got "
+                                     f"{arr.dtype} {list(arr.shape)}")
+                for a in arr:
+                    c.mux(s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")))
+
+            yield write
+            c.mux(s.encode(None))
 
 
 @contextmanager
