@@ -42,6 +42,11 @@ Metrics and output keys
 - ``section_align`` (:mod:`.control`): ``section_precision/recall/f1`` of novelty boundaries vs cuts, ±0.5 s.
 - ``fd_mel`` (:mod:`.quality`): ``fd_mel`` (Fréchet distance of log-mel frame statistics).
 - ``fad`` (:mod:`.quality`): ``fad`` (Fréchet distance of embeddings of a local embedder, e.g. CLAP).
+- ``kad`` (:mod:`.kad`): ``kad`` (kadtk's unbiased MMD² of the same embeddings, ×100).
+- reference-free, against the video's own cuts and motion peaks (:mod:`.sync`): ``visual_sync``
+  (``vsync_precision/recall/f1``, ``vsync_bcs``, ``vsync_bhs``), ``cut_downbeat`` (``cut_downbeat_hit``,
+  ``cut_beat_hit``, ``cut_downbeat_offset``), ``event_corr`` (``event_corr``, ``event_corr_best``),
+  ``seam_continuity`` (``seam_tempo_jump``, ``seam_key_change``, ``within_tempo_jump``, ``within_key_change``).
 
 Details, protocol fields and how to plug a FAD embedder: ``docs/metrics.md``.
 """
@@ -308,7 +313,10 @@ def register_all(register: Callable[..., None]) -> None:
     """Register every built-in metric (called by ``vidmusic_core.builtins.register_metrics``)."""
     from .control import KeyAcc, SectionAlign, TempoAcc
     from .quality import FAD, FDMel
+    from .kad import KAD
     from .rhythm import BCSBHS, BeatF1, CutHit
+    from .sync import CutDownbeat, EventCorr, SeamContinuity, VisualSync
 
-    for cls in (BeatF1, CutHit, BCSBHS, TempoAcc, KeyAcc, SectionAlign, FDMel, FAD):
+    for cls in (BeatF1, CutHit, BCSBHS, TempoAcc, KeyAcc, SectionAlign, FDMel, FAD, KAD,
+                VisualSync, CutDownbeat, EventCorr, SeamContinuity):
         register(cls.name, cls, cls.Config)
