@@ -47,6 +47,7 @@ Metrics and output keys
   (``vsync_precision/recall/f1``, ``vsync_bcs``, ``vsync_bhs``), ``cut_downbeat`` (``cut_downbeat_hit``,
   ``cut_beat_hit``, ``cut_downbeat_offset``), ``event_corr`` (``event_corr``, ``event_corr_best``),
   ``seam_continuity`` (``seam_tempo_jump``, ``seam_key_change``, ``within_tempo_jump``, ``within_key_change``).
+- ``transcription_f1`` (:mod:`.transcription`, judge basic-pitch): rendered audio vs its own MIDI.
 
 Details, protocol fields and how to plug a FAD embedder: ``docs/metrics.md``.
 """
@@ -316,7 +317,8 @@ def register_all(register: Callable[..., None]) -> None:
     from .kad import KAD
     from .rhythm import BCSBHS, BeatF1, CutHit
     from .sync import CutDownbeat, EventCorr, SeamContinuity, VisualSync
+    from .transcription import TranscriptionF1
 
     for cls in (BeatF1, CutHit, BCSBHS, TempoAcc, KeyAcc, SectionAlign, FDMel, FAD, KAD,
-                VisualSync, CutDownbeat, EventCorr, SeamContinuity):
+                VisualSync, CutDownbeat, EventCorr, SeamContinuity, TranscriptionF1):
         register(cls.name, cls, cls.Config)
