@@ -14,7 +14,8 @@ Item format (a plain dict per clip; a metric reads only what it needs)
 - ``midi``: generated music of a symbolic backbone: a path, a ``pretty_midi.PrettyMIDI`` or a
   ``symusic.Score``. With the default ``source="auto"`` the MIDI is used when present (note onsets are
   exact), otherwise the audio.
-- ``video``: path to the source video (informative; no metric decodes it).
+- ``video``: path to the source video (the reference-free metrics of :mod:`.sync` decode it when the item
+  has no ``visual_*`` keys; :mod:`.visual`).
 - ``reference``: the ground-truth dict of the clip, e.g. a toy clip's ``NAME.json``. Keys read (either
   spelling): ``tempo`` | ``tempo_bpm`` (bpm), ``beats`` | ``beat_times`` (s), ``key`` (``"A minor"``,
   ``"F#"``/``"Am"``, an int tonic with ``mode``, or ``{"tonic": 9, "mode": "minor"}``), ``mode``,
