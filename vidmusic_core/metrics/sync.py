@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..components import Metric
+from ..errors import ConfigError
 from . import (Item, MetricError, base_protocol, check_choice, check_items, check_positive, item_audio, mean)
 from .judges import BEAT_TRACKERS, CUT_DETECTORS, judge_manifest, track_beats
 from .rhythm import bcs_bhs_counts, f_measure
@@ -147,8 +148,10 @@ class CutDownbeat(_SyncMetric):
                 continue
             y = item_audio(item, c.sample_rate, self.name)
             beats, downs = track_beats(y, c.sample_rate, c.tracker, beats_per_bar=c.beats_per_bar)
-            if len(beats) < 2 or not len(downs):
-                down_hit.append(0.0), beat_hit.append(0.0), offset.append(c.beats_per_bar / 2)
+            if len(beats) < 2 or not len(downs):  # no pulse in the music: every cut misses
+                down_hit.append(0.0)
+                beat_hit.append(0.0)
+                offset.append(c.beats_per_bar / 2)
                 continue
             period = float(np.median(np.diff(beats)))
             d_down = np.min(np.abs(cuts[:, None] - downs[None, :]), axis=1)  # [n_c]
@@ -190,10 +193,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-class EventCorr(_SyncMetric):
+class EventCorr(Metric):
     """Correlation of the video's and the music's self-similarity novelty curves (V2M-Zero's event curves)."""
 
     name = "event_corr"
+    version = 1
+    needs = frozenset({"audio", "video"})
 
     @dataclass
     class Config:
@@ -201,22 +206,21 @@ class EventCorr(_SyncMetric):
         kernel_seconds: float = 1.0  # half-width of the checkerboard kernel
         max_lag: float = 0.5  # s, for event_corr_best
         sample_rate: int = 22050
-        tracker: str = "librosa"  # unused by this metric's score; kept so protocols line up
-        cut_detector: str = "motion"
 
     def __init__(self, cfg: Config | None = None) -> None:
         self.cfg = cfg if cfg is not None else self.Config()
-        self._check()
         check_positive(self.name, feature_rate=self.cfg.feature_rate, kernel_seconds=self.cfg.kernel_seconds)
+        if self.cfg.max_lag < 0:
+            raise ConfigError(f"metric {self.name}: max_lag must be >= 0, got {self.cfg.max_lag}")
 
     def curves(self, item: Item) -> tuple[np.ndarray, np.ndarray]:
         """``(video novelty [n], music novelty [n])`` at ``feature_rate`` over the shorter of the two."""
         import librosa
 
         c = self.cfg
-        v = visual_of(item, c.cut_detector, self.name)
-        if v.features.size == 0:
-            v = visual_of({"video": item.get("video")}, c.cut_detector, self.name)
+        v = visual_of(item, "motion", self.name)
+        if v.features.size == 0:  # precomputed beats/cuts without the thumbnails
+            v = visual_of({"video": item.get("video")}, "motion", self.name)
         y = item_audio(item, c.sample_rate, self.name)
         hop = 512
         mf = librosa.feature.mfcc(y=y, sr=c.sample_rate, n_mfcc=14, hop_length=hop)[1:]  # [13, T]
@@ -244,7 +248,9 @@ class EventCorr(_SyncMetric):
         return {"event_corr": mean(zero), "event_corr_best": mean(best)}
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "video_features": "8x8 RGB thumbnails at the video's rate",
+        return {**base_protocol(self.name, self.version, self.cfg, LIBS),
+                "judges": [judge_manifest("motion", features="8x8 RGB thumbnails")],
+                "video_features": "8x8 RGB thumbnails at the video's rate",
                 "music_features": "librosa MFCC 1-13 + chroma_stft, hop 512", "novelty": "Foote checkerboard"}
 
 
@@ -267,7 +273,7 @@ class SeamContinuity(Metric):
         c = self.cfg
         check_positive(self.name, window_seconds=c.window_seconds, span=c.span)
         if not 0 <= c.overlap_seconds < c.window_seconds:
-            raise MetricError(f"metric {self.name}: overlap_seconds must be in [0, window_seconds)")
+            raise ConfigError(f"metric {self.name}: overlap_seconds must be in [0, window_seconds)")
 
     def _tempo_key(self, y: np.ndarray) -> tuple[float, tuple[int, str]]:
         import librosa
