@@ -65,12 +65,15 @@ def match_folders(videos: Path, music: Path, reference: Path | None = None
 
 
 def _judges(protocols: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every judge named in the protocols, once (by judge name and settings)."""
+    """Every judge named in the protocols, once: package, version, licence, the metrics that used it and
+    its settings per metric."""
     seen: dict[str, dict[str, Any]] = {}
     for metric, proto in protocols.items():
         for j in proto.get("judges", []):
-            key = json.dumps(j, sort_keys=True, default=str)
-            seen.setdefault(key, {**j, "metrics": []})["metrics"].append(metric)
+            entry = seen.setdefault(j["judge"], {**{k: v for k, v in j.items() if k != "settings"},
+                                                 "metrics": [], "settings": {}})
+            entry["metrics"].append(metric)
+            entry["settings"][metric] = j.get("settings", {})
     return list(seen.values())
 
 
@@ -82,7 +85,7 @@ def evaluate_folders(videos: str | Path, music: str | Path, out: str | Path, ref
     from .audio import load_audio
     from .config import metric_specs
     from .metrics import MetricError
-    from .metrics.judges import MissingJudgeError
+    from .metrics.judges import MissingJudgeError, judge_manifest
     from .metrics.visual import analyse_video, visual_item_keys
     from .progress import progress_bar
     from .report import write_folder_report
@@ -133,12 +136,15 @@ def evaluate_folders(videos: str | Path, music: str | Path, out: str | Path, ref
     results[CONTROL_KEY] = (f"not possible with {len(items)} pair" if sources is None else
                             "each music file scored against the video of the next pair (by name)")
     results["judges"] = _judges(results["protocols"])
+    # every pair's visual_beats / visual_cuts (read by beat_f1, cut_hit, bcs_bhs, ...) come from this analysis
+    results["visual_events"] = judge_manifest("motion", fps=30, size=32, features="8x8 RGB thumbnails")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1, default=float))
     with atomic_path(out / "protocol.json") as tmp:
-        tmp.write_text(json.dumps({"judges": results["judges"], "metrics": results["protocols"]}, indent=1, default=str))
+        tmp.write_text(json.dumps({"judges": results["judges"], "visual_events": results["visual_events"],
+                                   "metrics": results["protocols"]}, indent=1, default=str))
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text(results_table(results))
     write_folder_report(out, results)
@@ -154,6 +160,9 @@ def results_table(results: dict[str, Any]) -> str:
               for k, v in sorted(results["metrics"].items())]
     for name, why in sorted(results.get("skipped", {}).items()):
         lines.append(f"| {name} | skipped: {why} | | |")
+    ve = results.get("visual_events")
+    if ve:
+        lines += ["", f"Visual events of every pair (the `visual_*` keys): {ve['judge']} ({ve['what']})."]
     lines += ["", "| judge | package | version | licence of weights | metrics |", "|---|---|---|---|---|"]
     lines += [f"| {j['judge']} | {j['package']} | {j['version']} | {j['licence']} | {', '.join(j['metrics'])} |"
               for j in results.get("judges", [])]

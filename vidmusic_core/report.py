@@ -142,6 +142,9 @@ def write_folder_report(out: str | Path, results: dict[str, Any]) -> Path:
     rows = "".join(f"<tr><td>{html.escape(str(j['judge']))}</td><td>{html.escape(str(j['package']))}</td>"
                    f"<td>{html.escape(str(j['version']))}</td><td>{html.escape(str(j['licence']))}</td>"
                    f"<td>{html.escape(', '.join(j['metrics']))}</td></tr>" for j in results.get("judges", []))
+    ve = results.get("visual_events")
+    if ve:
+        parts.append(f"<p>Visual events of every pair: {html.escape(str(ve['judge']))} ({html.escape(str(ve['what']))}).</p>")
     parts.append("<h2>Judges</h2><table><tr><th>judge</th><th>package</th><th>version</th><th>licence of weights</th>"
                  f"<th>metrics</th></tr>{rows}</table>")
     parts.append("<h2>Pairs</h2><ul>" + "".join(

