@@ -115,6 +115,8 @@ SPECS = {
     'docs/metrics.md: comp = get_component("metric", "fad")': Spec(
         "python", prelude=ITEMS + "from vidmusic_core.plugins import get_component\n",
         expect_error=("MissingWeightsError", "/models/clap-htsat-unfused")),
+    "docs/metrics.md: vidmusic eval --videos samples/videos --music samples/vidmuse --reference samples/original_music -o eval/vidmuse":
+        Spec("skip", "needs folders of videos and music; tests/test_eval_folders.py runs this command on folders it writes"),
     "docs/metrics.md: class VGGishEmbedder:": Spec("python", post="assert VGGishEmbedder.sample_rate == 16000"),
     "docs/metrics.md: from vidmusic_core.hookspecs import hookimpl": Spec("python", post=(
         "import types\nfrom vidmusic_core import PluginHost\nhost = PluginHost(load_entry_points=False)\n"

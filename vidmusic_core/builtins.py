@@ -41,7 +41,7 @@ def register_layouts(register):  # type: ignore[no-untyped-def]
 def register_metrics(register):  # type: ignore[no-untyped-def]
     from .metrics import register_all
 
-    register_all(register)  # beat_f1 cut_hit bcs_bhs tempo_acc key_acc section_align fd_mel fad
+    register_all(register)  # beat_f1 … fad kad visual_sync cut_downbeat event_corr seam_continuity
 
 
 @hookimpl

@@ -399,15 +399,46 @@ def cycle(songs: tuple[str, ...], model_dir: str, out_dir: str, visualizer: str,
 
 
 @cli.command("eval")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--metric", "metrics", multiple=True, help="metric names (default: eval.metrics of the run)")
+@click.option("--videos", type=click.Path(file_okay=False), default=None,
+              help="folder of videos: score the music of --music (any system's) against them instead of a run")
+@click.option("--music", type=click.Path(file_okay=False), default=None, help="folder of music, one file per video stem")
+@click.option("--reference", type=click.Path(file_okay=False), default=None,
+              help="folder of reference music by the same stems (fd_mel, fad, kad)")
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="YAML whose eval.metrics (names or {name, options}) the folder mode scores")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder mode: where results.json, protocol.json, table.md, report.html go (default: eval-out)")
 @_friendly_errors
-def eval_cmd(run_dir: str, metrics: tuple[str, ...]) -> None:
-    """Score a run's samples and its shuffled-video control; writes results.json."""
-    from . import api
+def eval_cmd(run_dir: str | None, metrics: tuple[str, ...], videos: str | None, music: str | None,
+             reference: str | None, config_file: str | None, out_dir: str | None) -> None:
+    """Score a run's samples and its shuffled-video control, or (--videos DIR --music DIR) music that any
+    system made; writes results.json."""
+    if videos is None and music is None:
+        if run_dir is None or reference or config_file or out_dir:
+            raise click.UsageError("give RUN_DIR, or --videos DIR --music DIR [--reference DIR] [-o OUT]")
+        from . import api
 
-    res = api.evaluate(run_dir, list(metrics) or None)
+        _echo_scores(api.evaluate(run_dir, list(metrics) or None))
+        return
+    if run_dir is not None or videos is None or music is None:
+        raise click.UsageError("the folder mode takes --videos DIR and --music DIR (and no RUN_DIR)")
+    from .eval_folders import evaluate_folders
+
+    entries: list[Any] = list(metrics)
+    if config_file:
+        from omegaconf import OmegaConf
+
+        entries += list(OmegaConf.to_container(OmegaConf.load(config_file)).get("eval", {}).get("metrics", []))
+    out = Path(out_dir or "eval-out")
+    res = evaluate_folders(videos, music, out, reference=reference, metrics=entries or None, progress=True)
     _echo_scores(res)
+    for name, why in sorted(res["skipped"].items()):
+        click.echo(f"{name} skipped: {why}")
+    for j in res["judges"]:
+        click.echo(f"judge {j['judge']} ({j['package']} {j['version']}; weights: {j['licence']})")
+    click.echo(f"wrote {out / 'results.json'}, {out / 'protocol.json'}, {out / 'table.md'}, {out / 'report.html'}")
 
 
 @cli.command()

@@ -144,3 +144,33 @@ def write_report(run_dir: str | Path) -> Path:
     with atomic_path(out) as tmp:
         tmp.write_text(page)
     return out
+
+
+def write_folder_report(out: str | Path, results: dict[str, Any]) -> Path:
+    """``out/report.html`` of ``vidmusic eval --videos --music``: the metrics table (paired vs shuffled
+    pairing), what was skipped and why, and every judge with its version and licence."""
+    out = Path(out)
+    parts = ["<h1>vidmusic eval of a folder of outputs</h1>",
+             "<p>" + html.escape(" · ".join(f"{k}: {v}" for k, v in results.get("inputs", {}).items())) + "</p>",
+             "<h2>Metrics</h2>" + _metrics_table(results).replace("shuffled video", "shuffled pairing")]
+    for name, why in sorted(results.get("skipped", {}).items()):
+        parts.append(f"<p class='warn'>{html.escape(name)} skipped: {html.escape(why)}</p>")
+    rows = "".join(f"<tr><td>{html.escape(str(j['judge']))}</td><td>{html.escape(str(j['package']))}</td>"
+                   f"<td>{html.escape(str(j['version']))}</td><td>{html.escape(str(j['licence']))}</td>"
+                   f"<td>{html.escape(', '.join(j['metrics']))}</td></tr>" for j in results.get("judges", []))
+    ve = results.get("visual_events")
+    if ve:
+        parts.append(f"<p>Visual events of every pair: {html.escape(str(ve['judge']))} ({html.escape(str(ve['what']))}).</p>")
+    parts.append("<h2>Judges</h2><table><tr><th>judge</th><th>package</th><th>version</th><th>licence of weights</th>"
+                 f"<th>metrics</th></tr>{rows}</table>")
+    parts.append("<h2>Pairs</h2><ul>" + "".join(
+        f"<li>{html.escape(p['name'])}: {html.escape(p['video'])} + {html.escape(p['music'])}</li>"
+        for p in results.get("pairs", [])) + "</ul>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidmusic eval</title><style>"
+            "body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+            ".warn{color:#a40}</style></head><body>" + "\n".join(parts) + "</body></html>")
+    path = out / "report.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(page)
+    return path

@@ -14,7 +14,8 @@ Item format (a plain dict per clip; a metric reads only what it needs)
 - ``midi``: generated music of a symbolic backbone: a path, a ``pretty_midi.PrettyMIDI`` or a
   ``symusic.Score``. With the default ``source="auto"`` the MIDI is used when present (note onsets are
   exact), otherwise the audio.
-- ``video``: path to the source video (informative; no metric decodes it).
+- ``video``: path to the source video (the reference-free metrics of :mod:`.sync` decode it when the item
+  has no ``visual_*`` keys; :mod:`.visual`).
 - ``reference``: the ground-truth dict of the clip, e.g. a toy clip's ``NAME.json``. Keys read (either
   spelling): ``tempo`` | ``tempo_bpm`` (bpm), ``beats`` | ``beat_times`` (s), ``key`` (``"A minor"``,
   ``"F#"``/``"Am"``, an int tonic with ``mode``, or ``{"tonic": 9, "mode": "minor"}``), ``mode``,
@@ -42,6 +43,12 @@ Metrics and output keys
 - ``section_align`` (:mod:`.control`): ``section_precision/recall/f1`` of novelty boundaries vs cuts, ±0.5 s.
 - ``fd_mel`` (:mod:`.quality`): ``fd_mel`` (Fréchet distance of log-mel frame statistics).
 - ``fad`` (:mod:`.quality`): ``fad`` (Fréchet distance of embeddings of a local embedder, e.g. CLAP).
+- ``kad`` (:mod:`.kad`): ``kad`` (kadtk's unbiased MMD² of the same embeddings, ×100).
+- reference-free, against the video's own cuts and motion peaks (:mod:`.sync`): ``visual_sync``
+  (``vsync_precision/recall/f1``, ``vsync_bcs``, ``vsync_bhs``), ``cut_downbeat`` (``cut_downbeat_hit``,
+  ``cut_beat_hit``, ``cut_downbeat_offset``), ``event_corr`` (``event_corr``, ``event_corr_best``),
+  ``seam_continuity`` (``seam_tempo_jump``, ``seam_key_change``, ``within_tempo_jump``, ``within_key_change``).
+- ``transcription_f1`` (:mod:`.transcription`, judge basic-pitch): rendered audio vs its own MIDI.
 
 Details, protocol fields and how to plug a FAD embedder: ``docs/metrics.md``.
 """
@@ -308,7 +315,11 @@ def register_all(register: Callable[..., None]) -> None:
     """Register every built-in metric (called by ``vidmusic_core.builtins.register_metrics``)."""
     from .control import KeyAcc, SectionAlign, TempoAcc
     from .quality import FAD, FDMel
+    from .kad import KAD
     from .rhythm import BCSBHS, BeatF1, CutHit
+    from .sync import CutDownbeat, EventCorr, SeamContinuity, VisualSync
+    from .transcription import TranscriptionF1
 
-    for cls in (BeatF1, CutHit, BCSBHS, TempoAcc, KeyAcc, SectionAlign, FDMel, FAD):
+    for cls in (BeatF1, CutHit, BCSBHS, TempoAcc, KeyAcc, SectionAlign, FDMel, FAD, KAD,
+                VisualSync, CutDownbeat, EventCorr, SeamContinuity, TranscriptionF1):
         register(cls.name, cls, cls.Config)

@@ -15,7 +15,8 @@
     the best of the 24 is the estimate. ``key_acc``: exact tonic and mode; ``key_mirex``: the MIREX
     weighted score (``mir_eval.key.weighted_score``: same 1, fifth above 0.5, relative 0.3, parallel
     0.2); ``key_acc_relaxed``: the fraction scoring > 0 there (exact, fifth, relative or parallel);
-    ``mode_acc``: major/minor right.
+    ``mode_acc``: major/minor right. ``estimator="madmom"`` replaces the profile match on audio by
+    madmom's CNN key recogniser (a judge of ``vidmusic[judges]``, model files CC BY-NC-SA 4.0).
 
 ``section_align``
     Music section boundaries vs the video cuts. Features per ``feature_rate`` Hz frame, z-scored over
@@ -156,11 +157,21 @@ class KeyAcc(_Base):
         hop_length: int = 512
         chroma: str = "cqt"  # cqt | stft
         source: str = "auto"
+        estimator: str = "krumhansl"  # krumhansl | madmom (the CNN key judge, audio only; vidmusic[judges])
 
     def __init__(self, cfg: Config | None = None) -> None:
         self.cfg = cfg if cfg is not None else self.Config()
         self._check()
         check_choice(self.name, "chroma", self.cfg.chroma, ("cqt", "stft"))
+        check_choice(self.name, "estimator", self.cfg.estimator, ("krumhansl", "madmom"))
+
+    def estimate(self, item: Item) -> tuple[int, str]:
+        """``(tonic, mode)`` of the item's music by the configured estimator."""
+        if self.cfg.estimator == "madmom" and pick_source(item, self.cfg.source, self.name) == "audio":
+            from .judges import madmom_key
+
+            return madmom_key(item_audio(item, self.cfg.sample_rate, self.name), self.cfg.sample_rate)
+        return estimate_key(self.profile(item))
 
     def profile(self, item: Item) -> np.ndarray:
         """Pitch-class profile ``[12]`` of the item's music (chroma sum, or MIDI histogram)."""
@@ -182,7 +193,7 @@ class KeyAcc(_Base):
             ref = reference_key(item)
             if ref is None:
                 continue
-            est = estimate_key(self.profile(item))
+            est = self.estimate(item)
             exact.append(float(est == ref))
             weighted.append(float(mir_eval.key.weighted_score(key_name(*ref), key_name(*est))))
             mode_ok.append(float(est[1] == ref[1]))
@@ -192,7 +203,11 @@ class KeyAcc(_Base):
                 "key_mirex": mean(weighted), "mode_acc": mean(mode_ok)}
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "profiles": "Krumhansl-Kessler 1982", "correlation": "pearson",
+        from .judges import judge_manifest
+
+        judge = ({"judges": [judge_manifest("madmom", processor="CNNKeyRecognitionProcessor")]}
+                 if self.cfg.estimator == "madmom" else {})
+        return {**super().protocol(), **judge, "profiles": "Krumhansl-Kessler 1982", "correlation": "pearson",
                 "midi_profile": "duration-weighted pitch classes, drums excluded",
                 "weights": {"same": 1.0, "fifth": 0.5, "relative": 0.3, "parallel": 0.2}}
 

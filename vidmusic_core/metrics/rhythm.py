@@ -61,6 +61,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..components import Metric
+from .judges import judge_manifest
 from . import (SOURCES, Item, MetricError, base_protocol, check_choice, check_items, check_positive, item_audio,
                mean, midi_notes, midi_onsets, onset_envelope, pick_source, reference_beats, reference_cuts)
 
@@ -128,7 +129,8 @@ class _EventMetric(Metric):
         return onsets, beats, src
 
     def protocol(self) -> dict[str, Any]:
-        return {**base_protocol(self.name, self.version, self.cfg, LIBS), "matching": "mir_eval.onset.f_measure"}
+        return {**base_protocol(self.name, self.version, self.cfg, LIBS), "matching": "mir_eval.onset.f_measure",
+                "judges": [judge_manifest("librosa")]}
 
 
 class BeatF1(_EventMetric):
@@ -265,7 +267,7 @@ class BCSBHS(Metric):
                 "bcs_loris_std": std(loris), "bhs_std": std(hit)}
 
     def protocol(self) -> dict[str, Any]:
-        return {**base_protocol(self.name, self.version, self.cfg, LIBS),
+        return {**base_protocol(self.name, self.version, self.cfg, LIBS), "judges": [judge_manifest("librosa")],
                 "onset_detect": {**PEAK_PICK[self.cfg.peak_pick], "units": "time"},
                 "forms": {"bcs_d2m": "|G|/|R| (L-YeZhu/Beats_Scores: D2M-GAN, CDCD)",
                           "bhs": "|H|/|R| (both)", "bcs_loris": "|H|/|G| (OpenGVLab/LORIS)"}}
