@@ -86,3 +86,33 @@ def test_opening_for_writing_removes_a_killed_writers_temp_files(tmp_path):
     assert stale.exists()
     again = ShardStore(tmp_path / "s", {"m": 1})
     assert not stale.exists() and len(again) == 1 and again.read("a")["codes"].tolist() == [0, 1, 2]
+
+
+def test_reader_reads_row_groups_within_its_memory_bound(tmp_path):
+    """Reads go by row group through an LRU bounded in bytes; lengths come from the shape column alone."""
+    import pickle
+
+    import pyarrow.parquet as pq
+
+    store = ShardStore(tmp_path / "s", {"m": 1})
+    rng = np.random.default_rng(0)
+    rows = [{"key": f"k{i}", "name": f"n{i}", "feat": rng.standard_normal((128, 1024)).astype(np.float32),  # 256 KiB each
+             "codes": np.zeros((2, 10 + i), np.int64)} for i in range(8)]
+    store.write_shard(0, rows)
+    meta = pq.ParquetFile(store.shard_path(0)).metadata
+    assert meta.num_row_groups == 3 and meta.num_rows == 8  # about 1 MiB of payload (3 rows) per row group
+    reader = ShardStore(tmp_path / "s", cache_bytes=1 << 20)
+    assert reader.shapes("codes") == {f"k{i}": [2, 10 + i] for i in range(8)} and reader._held == 0  # no payload read
+    for r in (rows * 2):
+        assert np.allclose(reader.read(r["key"])["feat"], r["feat"], atol=1e-2)
+        assert reader._held <= 1 << 20 and len(reader._groups) == 1  # bounded whatever was read
+    clone = pickle.loads(pickle.dumps(reader))  # what a DataLoader worker receives: no open files or cached groups
+    assert clone._groups == {} and clone._files == {} and np.array_equal(clone.read("k3")["codes"], rows[3]["codes"])
+
+
+def test_all_items_skipped_shard_and_skipped_list(tmp_path):
+    store = ShardStore(tmp_path / "s", {"m": 1})
+    store.write_shard(0, [], skipped=[{"name": "a", "key": "ka", "path": "a.mp4", "reason": "why"}])
+    store.write_shard(1, [{"key": "kb", "name": "b", "codes": np.arange(3)}])
+    again = ShardStore(tmp_path / "s")
+    assert len(again) == 1 and again.skipped() == {"ka": {"name": "a", "key": "ka", "path": "a.mp4", "reason": "why"}}

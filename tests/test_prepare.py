@@ -45,7 +45,7 @@ def shards(cache):
 def test_cli_prepare_writes_manifest_and_shards(data, tmp_path):
     cache = tmp_path / "cache"
     out = vm("prepare", str(data), *OPTS, f"data.cache_dir={cache}", "--shard-size", "3")
-    assert "8 items, 0 bad" in out.stdout
+    assert "8 items prepared, 0 skipped" in out.stdout
     items = read_manifest(cache / "manifest.jsonl")
     assert len(items) == 8 and all(it.music_kind == "audio" and it.duration == pytest.approx(2.0, abs=0.1) for it in items)
     assert {it.split for it in items} <= {"train", "valid", "test"}
@@ -69,10 +69,10 @@ def test_bad_items_reported_and_strict(data, tmp_path):
     (d / "broken.wav").write_bytes(b"")
     shutil.copy(d / "toy_00000.mp4", d / "orphan.mp4")  # video with no music and no audio track
     out = vm("prepare", str(d), *OPTS)
-    assert "8 items, 2 bad" in out.stdout
+    assert "8 items prepared, 2 skipped: see" in out.stdout
     assert "skipped broken:" in out.stdout and "skipped orphan: no music" in out.stdout
     strict = vm("prepare", str(d), *OPTS, "--strict", check=False)
-    assert strict.returncode == 2 and "bad item(s)" in strict.stderr and "broken" in strict.stderr
+    assert strict.returncode == 1 and "bad item(s)" in strict.stderr and "broken" in strict.stderr
 
 
 def test_sigkill_then_resume_gives_identical_shards(data, tmp_path):

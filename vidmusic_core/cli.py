@@ -198,20 +198,28 @@ def toy_data(out: str, n: int, seconds: float, seed: int, size: int, fps: int, w
 @click.argument("data_dir", type=click.Path(file_okay=False), required=False)
 @config_options
 @click.option("--shard", default=None, metavar="I/N", help="process only shards k with k %% N == I")
-@click.option("--strict", is_flag=True, help="fail on any bad item instead of skipping it")
+@click.option("--strict", is_flag=True, help="exit non-zero when any item was skipped (after caching the good ones)")
 @click.option("--shard-size", default=32, show_default=True, help="items per parquet shard")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
+              help="decode processes (0: decode in this process, no crash isolation)")
 @_friendly_errors
 def prepare(data_dir: str | None, presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
-            shard: str | None, strict: bool, shard_size: int, **components: str | None) -> None:
-    """Scan DATA_DIR and cache the encoder's frozen features and the codec's tokens (resumable)."""
-    from .data.prepare import prepare as run_prepare
+            shard: str | None, strict: bool, shard_size: int, workers: int, **components: str | None) -> None:
+    """Scan DATA_DIR and cache the encoder's frozen features and the codec's tokens (resumable). Items that
+    cannot be used are skipped and listed with their reason in bad_items.json."""
+    from .data.prepare import StrictError, prepare as run_prepare
 
     cfg = compose_from_options(presets, files, overrides, **components)
-    rep = run_prepare(cfg, data_dir, shard=shard, strict=strict, shard_size=shard_size)
-    click.echo(f"{rep.items} items, {len(rep.bad)} bad, {len(rep.shards_written)} shard(s) written in "
-               f"{rep.seconds:.1f} s -> {rep.cache_dir}")
+    try:
+        rep = run_prepare(cfg, data_dir, shard=shard, strict=strict, shard_size=shard_size, workers=workers)
+    except StrictError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     for b in rep.bad:
         click.echo(f"  skipped {b.name}: {b.reason}")
+    click.echo(f"{rep.items} items prepared, {len(rep.bad)} skipped" +
+               (f": see {rep.cache_dir / 'bad_items.json'}" if rep.bad else "") +
+               f" ({len(rep.shards_written)} shard(s) written in {rep.seconds:.1f} s -> {rep.cache_dir})")
 
 
 @cli.command()

@@ -87,19 +87,43 @@ def batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     return [order[i:i + bs] for i in range(0, n_items - bs + 1, bs)]
 
 
-def batch_stream(dataset: CachedDataset, batch_size: int, seed: int, start_step: int, rank: int, world: int
-                 ) -> Iterator[dict[str, Any]]:
-    """Batches for steps ``start_step, start_step + 1, …`` (each rank takes every ``world``-th)."""
-    per_epoch = len(batches(len(dataset), batch_size, seed, 0))
-    if per_epoch == 0:
-        raise TrainingError(f"no training items (train split has {len(dataset)})")
-    per_rank = max(1, per_epoch // world)
-    step = start_step
-    while True:
-        epoch, i = divmod(step, per_rank)
-        b = batches(len(dataset), batch_size, seed, epoch)[i * world + rank]
-        yield collate([dataset[j] for j in b])
-        step += 1
+class StepBatches:
+    """The item indices of the batches for steps ``start_step, start_step + 1, …`` (each rank takes every
+    ``world``-th batch of an epoch): a function of (seed, epoch, step) only, so a resumed run reads exactly
+    the batches the uninterrupted one would. An endless batch sampler for ``DataLoader``."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, start_step: int, rank: int, world: int) -> None:
+        per_epoch = len(batches(n_items, batch_size, seed, 0))
+        if per_epoch == 0:
+            raise TrainingError(f"no training items (train split has {n_items})")
+        self.n, self.bs, self.seed, self.start, self.rank, self.world = n_items, batch_size, seed, start_step, rank, world
+        self.per_rank = max(1, per_epoch // world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step, cached = self.start, (-1, [])
+        while True:
+            epoch, i = divmod(step, self.per_rank)
+            if cached[0] != epoch:
+                cached = (epoch, batches(self.n, self.bs, self.seed, epoch))
+            yield cached[1][i * self.world + self.rank]
+            step += 1
+
+
+def batch_stream(dataset: CachedDataset, batch_size: int, seed: int, start_step: int, rank: int, world: int,
+                 num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict[str, Any]]:
+    """Collated batches for steps ``start_step, …`` through a ``DataLoader`` (``num_workers`` reader
+    processes, each with its own bounded shard reader; order is the sampler's whatever the worker count)."""
+    from torch.utils.data import DataLoader
+
+    sampler = StepBatches(len(dataset), batch_size, seed, start_step, rank, world)
+    # its own generator: the loader's worker seeds must not draw from the global RNG, whose state the
+    # checkpoint saves (a resumed run would otherwise store a different RNG state)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(seed),
+                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                        prefetch_factor=2 if num_workers > 0 else None,
+                        multiprocessing_context="spawn" if num_workers > 0 else None)
+    return iter(loader)
 
 
 def load_training_data(cfg: DictConfig, model: VidMusicModel, split: str = "train") -> CachedDataset:
@@ -182,13 +206,24 @@ def _atomic_checkpoint(run_dir: Path, model_state: dict[str, torch.Tensor], stat
         save_weights(ema, tmp / EMA_NAME)
     if model_dir is not None:
         model_dir.write(tmp / "model", {**model_state, **(ema or {})}, int(state["step"]))
-    torch.save(state, tmp / STATE_NAME)
+    torch.save(_canonical(state), tmp / STATE_NAME)
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
         last.rename(old)
     tmp.rename(last)
     shutil.rmtree(old, ignore_errors=True)
     return last
+
+
+def _canonical(obj: Any) -> Any:
+    """A copy with fresh containers and interned strings, so the pickle's memo (and so the bytes of
+    ``train_state.pt``) depends only on the values: a resumed optimizer state, loaded from a file, has other
+    string objects than a fresh one."""
+    if isinstance(obj, dict):
+        return {(sys.intern(k) if isinstance(k, str) else k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_canonical(v) for v in obj)
+    return sys.intern(obj) if isinstance(obj, str) else obj
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -329,7 +364,8 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     autocast = torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     end = min(tc.steps, max_steps if max_steps is not None else tc.steps)
-    stream = batch_stream(data, tc.batch_size, tc.seed, step * tc.grad_accum, rank, world)
+    stream = batch_stream(data, tc.batch_size, tc.seed, step * tc.grad_accum, rank, world,
+                          num_workers=int(cfg.data.num_workers), pin_memory=device.type == "cuda")
     model.train()
 
     from .progress import progress_bar

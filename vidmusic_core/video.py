@@ -450,7 +450,11 @@ def load_frames(paths: Sequence[PathLike], spec: FrameSpec, start: float = 0.0,
     """Sample several videos into one :class:`Frames` batch: local ``[B, T_v, S, S, 3]`` padded to the
     longest (``local_mask`` False on padding, which repeats each clip's last time and holds zeros)."""
     sampler = FrameSampler(spec)
-    items = [sampler.sample(p, start, end) for p in paths]
+    return frames_from_samples([sampler.sample(p, start, end) for p in paths], spec)
+
+
+def frames_from_samples(items: Sequence[SampledFrames], spec: FrameSpec) -> Frames:
+    """One :class:`Frames` batch from per-video samples (padded as in :func:`load_frames`)."""
     if not items:
         raise VideoError("load_frames needs at least one video path")
     t_max = max(len(x.local) for x in items)

@@ -24,7 +24,9 @@ class CachedDataset(Dataset):
 
     def __init__(self, items: Sequence[Item], encoder_store: ShardStore | None, codec_store: ShardStore | None,
                  split: str | None = "train") -> None:
-        self.items = [it for it in items if split is None or it.split == split]
+        skipped = {k for store in (encoder_store, codec_store) if store is not None for k in store.skipped()}
+        # items that prepare could not encode (a manifest written by a parallel --shard run may still list them)
+        self.items = [it for it in items if (split is None or it.split == split) and it.content_hash not in skipped]
         self.encoder_store = encoder_store
         self.codec_store = codec_store
         missing = [it.name for it in self.items
@@ -62,8 +64,9 @@ class CachedDataset(Dataset):
         """Music frames per item (for token-count batching), from the codec cache."""
         if self.codec_store is None:
             return [1] * len(self)
-        rows = [self.codec_store.read(it.content_hash) for it in self.items]
-        return [int(r["latents"].shape[0]) if "latents" in r else int(r["codes"].shape[-1]) for r in rows]
+        codes, latents = self.codec_store.shapes("codes"), self.codec_store.shapes("latents")  # no payload read
+        return [int(latents[k][0]) if k in latents else int(codes[k][-1])
+                for k in (it.content_hash for it in self.items)]
 
 
 def _pad_stack(tensors: Sequence[torch.Tensor], value: float = 0) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,6 +29,7 @@ from omegaconf import DictConfig
 from ..checkpoint import atomic_path, load_component, save_component
 from ..config import component_from_config
 from .cache import ShardStore, config_key
+from ..errors import VidmusicError
 from .manifest import MANIFEST_NAME, BadItem, DataError, Item, scan, write_manifest
 
 SHARD_SIZE = 32
@@ -86,22 +88,46 @@ def _chunks(items: Sequence[Item], size: int) -> list[list[Item]]:
     return [ordered[s:s + size] for s in range(0, len(ordered), size)]
 
 
-def _encoder_row(encoder: Any, item: Item, clip_seconds: float) -> dict[str, Any]:
-    from ..video import load_frames
+ENCODE_BATCH = 8  # items per frozen-encoder call (groups with equal frame counts, fixed by the shard)
 
-    frames = load_frames([item.video], encoder.frame_spec, 0.0, clip_seconds)
-    with torch.inference_mode():
-        feats = encoder.frozen_features(frames)
-    row: dict[str, Any] = {"key": item.content_hash, "name": item.name}
-    for k, v in feats.items():
-        row[k] = v[0].float().cpu().numpy()
-    row["local_times"] = frames.local_times[0].numpy().astype(np.float32)
-    row["local_mask"] = frames.local_mask[0].numpy()
-    if frames.global_times is not None:
-        row["global_times"] = frames.global_times[0].numpy().astype(np.float32)
-    dur = float(frames.duration[0]) if frames.duration is not None else clip_seconds
-    row["duration"] = np.array([min(dur, clip_seconds)], dtype=np.float32)
-    return row
+
+def _encoder_rows(encoder: Any, items: Sequence[Item], samples: Sequence[Any], clip_seconds: float) -> list[Any]:
+    """Frozen features of decoded items, batched: one row dict (or :class:`Skip`) per item, in order."""
+    from ..video import frames_from_samples
+
+    out: list[Any] = [None] * len(items)
+    groups: list[list[int]] = []
+    for i, smp in enumerate(samples):
+        g = groups[-1] if groups else None
+        if g and len(g) < ENCODE_BATCH and len(samples[g[0]].local) == len(smp.local) \
+                and samples[g[0]].global_frames.shape == smp.global_frames.shape:
+            g.append(i)
+        else:
+            groups.append([i])
+    for g in groups:
+        try:
+            frames = frames_from_samples([samples[i] for i in g], encoder.frame_spec)
+            with torch.inference_mode():
+                feats = encoder.frozen_features(frames)  # each [B, ...]
+        except Exception as exc:  # a broken item costs itself: retry the group one item at a time
+            if len(g) > 1:
+                for i in g:
+                    out[i] = _encoder_rows(encoder, [items[i]], [samples[i]], clip_seconds)[0]
+            else:
+                out[g[0]] = Skip(f"the encoder failed on it: {type(exc).__name__}: {exc}")
+            continue
+        for b, i in enumerate(g):
+            row: dict[str, Any] = {"key": items[i].content_hash, "name": items[i].name}
+            for k, v in feats.items():
+                row[k] = v[b].float().cpu().numpy()
+            row["local_times"] = frames.local_times[b].numpy().astype(np.float32)
+            row["local_mask"] = frames.local_mask[b].numpy()
+            if frames.global_times is not None:
+                row["global_times"] = frames.global_times[b].numpy().astype(np.float32)
+            dur = float(frames.duration[b]) if frames.duration is not None else clip_seconds
+            row["duration"] = np.array([min(dur, clip_seconds)], dtype=np.float32)
+            out[i] = row
+    return out
 
 
 def load_item_audio(item: Item, sample_rate: int, clip_seconds: float) -> torch.Tensor:
@@ -150,73 +176,146 @@ def load_codec(cfg: DictConfig, progress: bool = True) -> Any:
     return fit_or_load_codec(cfg, cdir, read_manifest(cache / MANIFEST_NAME), progress)
 
 
+def _codec_row(codec: Any, cfg: DictConfig, it: Item, audio: np.ndarray | None) -> dict[str, Any]:
+    """The codec's row for one item: tokens ``codes [K, T_a]`` or float16 ``latents [T_a, C]``."""
+    if codec.frame_rate is None:  # a symbolic codec reads the MIDI, cut to the clip
+        toks = codec.encode(item_midi(it, cfg.codec.name), seconds=cfg.data.clip_seconds)
+        return {"key": it.content_hash, "name": it.name, "codes": toks.codes[0][:, toks.mask[0]].numpy()}
+    with torch.inference_mode():
+        music = codec.encode(torch.from_numpy(audio)[None])  # tokens [1, K, T_a] or latents [1, T_a, C]
+    if codec.representation == "latents":
+        return {"key": it.content_hash, "name": it.name, "latents": music.latents[0].cpu().numpy()}
+    return {"key": it.content_hash, "name": it.name, "codes": music.codes[0].cpu().numpy()}
+
+
+class StrictError(DataError):
+    """``--strict``: the good items are cached, but some were skipped."""
+
+
+def _write_bad(cache: Path, bad: Sequence[BadItem]) -> None:
+    with atomic_path(cache / "bad_items.json") as tmp:
+        tmp.write_text(json.dumps([dataclasses.asdict(b) for b in bad], indent=1))
+
+
 def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None = None, strict: bool = False,
             progress: bool = True, shard_size: int = SHARD_SIZE,
-            on_shard: Callable[[str], None] | None = None) -> PrepareReport:
-    """Scan ``root``, write the manifest, and cache the encoder's frozen features and the codec's tokens."""
+            on_shard: Callable[[str], None] | None = None, workers: int = 1) -> PrepareReport:
+    """Scan ``root``, write the manifest, and cache the encoder's frozen features and the codec's tokens.
+
+    Items that cannot be used are skipped with their reason (``bad_items.json``); ``strict`` raises
+    :class:`StrictError` after the good items are cached. ``workers`` decode processes (``0``: in this
+    process) decode video and audio; the encoder and codec run here, batched.
+    """
+    from .decode import DecodePool, Skip, check_music, decode_item
+
     t0 = time.perf_counter()
     root = data_root(cfg, root)
     cache = cache_root(cfg, root)
     i_shard, n_shard = parse_shard(shard)
+    clip = float(cfg.data.clip_seconds)
     items, bad = scan(root)
-    if bad and strict:
-        raise DataError(f"{len(bad)} bad item(s) under {root} (--strict): " +
-                        "; ".join(f"{b.name}: {b.reason}" for b in bad[:5]))
-    if not items:
-        raise DataError(f"no usable items under {root}: " + "; ".join(f"{b.name}: {b.reason}" for b in bad[:5]))
-    cache.mkdir(parents=True, exist_ok=True)
-    write_manifest(items, cache / MANIFEST_NAME)
-    with atomic_path(cache / "bad_items.json") as tmp:
-        tmp.write_text(json.dumps([dataclasses.asdict(b) for b in bad], indent=1))
-    report = PrepareReport(cache, len(items), bad)
-    chunks = _chunks(items, shard_size)
-    mine = [k for k in range(len(chunks)) if k % n_shard == i_shard]
-
-    stores: list[tuple[ShardStore, Callable[[Item], dict[str, Any]], dict[str, Any]]] = []
-    if cfg.encoder.name is not None:
-        comp, ecfg = component_from_config(cfg, "encoder")
-        torch.manual_seed(0)
-        encoder = comp.build(ecfg).eval()
-        edir, emeta = encoder_store_dir(cfg, cache, encoder)
-        estore = ShardStore(edir, emeta)
-        report.encoder_store = edir
-        if any(not estore.has_shard(k) for k in mine):
-            stores.append((estore, lambda it: _encoder_row(encoder, it, cfg.data.clip_seconds),
-                           {"float_fields": ("local_times", "global_times", "duration")}))
-    if cfg.codec.name is not None:
-        cdir, cmeta = codec_store_dir(cfg, cache)
-        cstore = ShardStore(cdir, cmeta)
-        report.codec_store = cdir
-        if any(not cstore.has_shard(k) for k in mine):
-            codec = fit_or_load_codec(cfg, cdir, items, progress)
-
-            def codec_row(it: Item) -> dict[str, Any]:
-                if codec.frame_rate is None:  # a symbolic codec reads the MIDI, cut to the clip
-                    toks = codec.encode(item_midi(it, cfg.codec.name), seconds=cfg.data.clip_seconds)
-                    return {"key": it.content_hash, "name": it.name, "codes": toks.codes[0][:, toks.mask[0]].numpy()}
-                audio = load_item_audio(it, codec.sample_rate, cfg.data.clip_seconds)
-                with torch.inference_mode():
-                    music = codec.encode(audio[None])  # tokens [1, K, T_a] or latents [1, T_a, C]
-                if codec.representation == "latents":  # stored as float16 [T_a, C]
-                    return {"key": it.content_hash, "name": it.name, "latents": music.latents[0].cpu().numpy()}
-                return {"key": it.content_hash, "name": it.name, "codes": music.codes[0].cpu().numpy()}
-
-            bits = 16 if codec.cardinality < 2 ** 15 else 32
-            stores.append((cstore, codec_row, {"int_bits": bits}))
-
     from ..progress import progress_bar
 
-    todo = [(store, fn, kw, k) for store, fn, kw in stores for k in mine if not store.has_shard(k)]
-    total = sum(len(chunks[k]) for *_, k in todo)
-    with progress_bar(total=total, unit="item", desc="prepare", disable=not progress) as bar:
-        for store, fn, kw, k in todo:
-            rows = []
-            for it in chunks[k]:
-                rows.append(fn(it))
-                bar.update(1)
-            path = store.write_shard(k, rows, **kw)
-            report.shards_written.append(str(path))
-            if on_shard is not None:
-                on_shard(str(path))
+    with DecodePool(workers) as pool:
+        checked = pool.map(check_music, [(it, clip) for it in items])
+        good = []
+        for it, why in zip(items, checked):
+            reason = why.reason if isinstance(why, Skip) else why
+            if reason:
+                bad.append(BadItem(it.name, it.music, reason))
+            else:
+                good.append(it)
+        items = good
+        if not items:
+            raise DataError(f"no usable items under {root}: " + "; ".join(f"{b.name}: {b.reason}" for b in bad[:5]))
+        cache.mkdir(parents=True, exist_ok=True)
+        write_manifest(items, cache / MANIFEST_NAME)
+        _write_bad(cache, bad)
+        report = PrepareReport(cache, len(items), bad)
+        chunks = _chunks(items, shard_size)
+        mine = [k for k in range(len(chunks)) if k % n_shard == i_shard]
+
+        encoder = estore = codec = cstore = None
+        if cfg.encoder.name is not None:
+            comp, ecfg = component_from_config(cfg, "encoder")
+            torch.manual_seed(0)
+            encoder = comp.build(ecfg).eval()
+            edir, emeta = encoder_store_dir(cfg, cache, encoder)
+            estore = ShardStore(edir, emeta)
+            report.encoder_store = edir
+        if cfg.codec.name is not None:
+            cdir, cmeta = codec_store_dir(cfg, cache)
+            cstore = ShardStore(cdir, cmeta)
+            report.codec_store = cdir
+            if any(not cstore.has_shard(k) for k in mine):
+                codec = fit_or_load_codec(cfg, cdir, items, progress)
+        todo = [k for k in mine if (estore is not None and not estore.has_shard(k))
+                or (cstore is not None and not cstore.has_shard(k))]
+        plan = {k: (estore is not None and not estore.has_shard(k), cstore is not None and not cstore.has_shard(k))
+                for k in todo}
+        tasks = []
+        for k in todo:
+            spec = encoder.frame_spec if plan[k][0] else None
+            audio_sr = codec.sample_rate if plan[k][1] and codec.frame_rate is not None else None
+            tasks += [(it, spec, clip, None if it.music_kind == "midi" else audio_sr) for it in chunks[k]]
+        stream = pool.imap(decode_item, tasks, ahead=2 * shard_size)  # decoding runs ahead of encoding
+        with closing(stream), progress_bar(total=len(tasks), unit="item", desc="prepare", disable=not progress) as bar:
+            for k in todo:
+                chunk = chunks[k]
+                do_enc, do_cod = plan[k]
+                audio_sr = codec.sample_rate if do_cod and codec.frame_rate is not None else None
+                decoded = [next(stream) for _ in chunk]
+                skip: dict[str, str] = {it.content_hash: d.reason for it, d in zip(chunk, decoded) if isinstance(d, Skip)}
+                if audio_sr is not None:
+                    for it in chunk:
+                        if it.music_kind == "midi" and it.content_hash not in skip:
+                            skip[it.content_hash] = (f"{it.music}: an audio codec cannot encode MIDI; give a rendered "
+                                                     ".wav beside it or use a symbolic codec")
+                ok = [(it, d) for it, d in zip(chunk, decoded) if it.content_hash not in skip]
+                enc_rows: list[Any] = []
+                if do_enc:
+                    enc_rows = _encoder_rows(encoder, [it for it, _ in ok], [d["frames"] for _, d in ok], clip)
+                    for (it, _), row in zip(ok, enc_rows):
+                        if isinstance(row, Skip):
+                            skip[it.content_hash] = row.reason
+                cod_rows: list[Any] = []
+                if do_cod:
+                    for it, d in ok:
+                        if it.content_hash in skip:
+                            cod_rows.append(None)
+                            continue
+                        try:
+                            cod_rows.append(_codec_row(codec, cfg, it, d.get("audio")))
+                        except Exception as exc:  # noqa: BLE001 - one item's failure is that item's only
+                            why = str(exc) if isinstance(exc, VidmusicError) else f"{type(exc).__name__}: {exc}"
+                            skip[it.content_hash] = f"the codec failed on it: {why}"
+                            cod_rows.append(None)
+                skipped = [{"name": it.name, "key": it.content_hash, "path": it.video, "reason": skip[it.content_hash]}
+                           for it in chunk if it.content_hash in skip]
+                bits = 16 if codec is None or codec.cardinality < 2 ** 15 else 32
+                for store, rows, kw, do in ((estore, enc_rows, {"float_fields": ("local_times", "global_times", "duration")},
+                                             do_enc), (cstore, cod_rows, {"int_bits": bits}, do_cod)):
+                    if not do:
+                        continue
+                    keep = [r for (it, _), r in zip(ok, rows) if it.content_hash not in skip]
+                    path = store.write_shard(k, keep, skipped=skipped, **kw)
+                    report.shards_written.append(str(path))
+                    if on_shard is not None:
+                        on_shard(str(path))
+                bar.update(len(chunk))
+    # items skipped while encoding (this run or an earlier one, any --shard): out of the manifest, into bad_items
+    late: dict[str, dict[str, str]] = {}
+    for store in (estore, cstore):
+        if store is not None:
+            late.update(store.skipped())
+    if late:
+        names = {b.name for b in bad}
+        bad = bad + [BadItem(v["name"], v["path"], v["reason"]) for v in late.values() if v["name"] not in names]
+        write_manifest([it for it in items if it.content_hash not in late], cache / MANIFEST_NAME)
+        _write_bad(cache, bad)
+    report.bad, report.items = bad, len(items) - len(late)
     report.seconds = time.perf_counter() - t0
+    if strict and bad:
+        raise StrictError(f"{len(bad)} bad item(s) under {root} (--strict; the {report.items} good items are cached, "
+                          f"see {cache / 'bad_items.json'}): " + "; ".join(f"{b.name}: {b.reason}" for b in bad[:5]))
     return report

@@ -1,0 +1,104 @@
+"""Messy folders never stop `prepare`: broken, NaN, silent, truncated and short music and broken videos are
+skipped with their reason; `--strict` exits non-zero with the same cache; a dying decode worker costs one item."""
+import faulthandler
+import json
+import operator
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vidmusic_core.data.cache import ShardStore
+from vidmusic_core.data.decode import DecodePool, Skip
+from vidmusic_core.data.manifest import read_manifest
+
+BIN = Path(sys.executable).parent
+OPTS = ["--encoder", "clip", "encoder.output=cls", "encoder.image_size=32", "encoder.patch_size=16",
+        "data.clip_seconds=2", "codec.cardinality=16", "codec.n_mels=32"]
+
+
+def vm(*args, check=True):
+    out = subprocess.run([str(BIN / "vidmusic"), *args], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """10 good toy pairs plus bad music (random bytes, NaN, silence, truncated wav, 0.3 s wav) and bad videos."""
+    d = tmp_path_factory.mktemp("messy") / "data"
+    vm("toy-data", str(d), "--n", "10", "--seconds", "2", "--workers", "1")
+    good_video, good_wav = d / "toy_00000.mp4", d / "toy_00000.wav"
+    x, sr = sf.read(str(good_wav), dtype="float32")
+    for name in ("broken", "nan", "silent", "truncated", "short", "textvideo", "cutvideo"):
+        shutil.copy(good_video, d / f"{name}.mp4")
+        shutil.copy(good_wav, d / f"{name}.wav")
+    (d / "broken.wav").write_bytes(np.random.default_rng(0).bytes(6000))
+    y = x.copy()
+    y[1000:1100] = np.nan
+    sf.write(str(d / "nan.wav"), y, sr, subtype="FLOAT")
+    sf.write(str(d / "silent.wav"), np.zeros_like(x), sr)
+    raw = good_wav.read_bytes()
+    (d / "truncated.wav").write_bytes(raw[: len(raw) // 4])
+    sf.write(str(d / "short.wav"), x[: int(0.3 * sr)], sr)
+    (d / "textvideo.mp4").write_text("this is not a video\n" * 50)
+    vid = good_video.read_bytes()
+    (d / "cutvideo.mp4").write_bytes(vid[: len(vid) // 2])
+    return d
+
+
+REASONS = {"broken": "cannot decode audio", "nan": "NaN or infinite", "silent": "silent audio",
+           "truncated": "truncated audio", "short": "audio too short", "textvideo": "", "cutvideo": ""}
+
+
+def stores(cache):
+    return [ShardStore(p) for p in sorted(cache.iterdir()) if p.name.startswith(("encoder-", "codec-"))]
+
+
+def shard_bytes(cache):
+    return {p.relative_to(cache): p.read_bytes() for p in sorted(cache.glob("*/part-*"))}
+
+
+def test_prepare_skips_every_bad_item_and_caches_the_good_ones(messy, tmp_path):
+    cache = tmp_path / "cache"
+    out = vm("prepare", str(messy), *OPTS, f"data.cache_dir={cache}", "--shard-size", "4")
+    good = {f"toy_{i:05d}" for i in range(10)}
+    assert f"10 items prepared, 7 skipped: see {cache / 'bad_items.json'}" in out.stdout
+    items = read_manifest(cache / "manifest.jsonl")
+    assert {it.name for it in items} == good
+    keys = {it.content_hash for it in items}
+    for store in stores(cache):  # features and tokens for exactly the 10 good pairs
+        assert set(store.index()) == keys, store.root
+    bad = {b["name"]: b["reason"] for b in json.loads((cache / "bad_items.json").read_text())}
+    assert set(bad) == set(REASONS)
+    for name, words in REASONS.items():
+        assert words in bad[name] and f"skipped {name}: " in out.stdout, (name, bad[name])
+    assert "silent.wav" in bad["silent"] and "-60 dBFS" in bad["silent"]
+    assert "0.30 s" in bad["short"] and "0.50 s of the 2.00 s" in bad["truncated"]
+
+    # --strict, fresh cache, two decode workers: exit 1 after caching the same bytes
+    strict = tmp_path / "strict"
+    res = vm("prepare", str(messy), *OPTS, f"data.cache_dir={strict}", "--shard-size", "4", "--workers", "2",
+             "--strict", check=False)
+    assert res.returncode == 1 and "7 bad item(s)" in res.stderr and "10 good items are cached" in res.stderr
+    assert shard_bytes(strict) == shard_bytes(cache)
+    assert read_manifest(strict / "manifest.jsonl") == items
+
+
+def test_a_dying_worker_costs_only_its_item():
+    """Real crashes in real worker processes: os.abort (SIGABRT) and a segfault (faulthandler._sigsegv)."""
+    with DecodePool(2) as pool:
+        got = pool.map(operator.call, [(abs, -3), (os.abort,), (abs, -4), (faulthandler._sigsegv,), (abs, 5),
+                                       (int, "x")])
+        assert got[0] == 3 and got[2] == 4 and got[4] == 5
+        assert got[1] == Skip(got[1].reason) and "worker died (signal 6" in got[1].reason
+        assert "worker died (signal 11" in got[3].reason
+        assert isinstance(got[5], Skip) and "ValueError" in got[5].reason  # an exception costs its item too
+        assert pool.map(operator.call, [(abs, -1)] * 3) == [1, 1, 1]  # fresh workers carry on
