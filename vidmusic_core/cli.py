@@ -202,24 +202,54 @@ def toy_data(out: str, n: int, seconds: float, seed: int, size: int, fps: int, w
 @click.option("--shard-size", default=32, show_default=True, help="items per parquet shard")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0),
               help="decode processes (0: decode in this process, no crash isolation)")
+@click.option("--launcher", type=click.Choice(["slurm", "local"]), default=None,
+              help="submit --jobs shards as a submitit job array (pip install 'vidmusic[slurm]'); see docs/scaling.md")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="shards (jobs) for --launcher")
+@click.option("--slurm", "slurm", multiple=True, metavar="KEY=VALUE", help="an sbatch option, e.g. partition=cpu, time=240")
 @_friendly_errors
 def prepare(data_dir: str | None, presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
-            shard: str | None, strict: bool, shard_size: int, workers: int, **components: str | None) -> None:
+            shard: str | None, strict: bool, shard_size: int, workers: int, launcher: str | None, jobs: int,
+            slurm: tuple[str, ...], **components: str | None) -> None:
     """Scan DATA_DIR and cache the encoder's frozen features and the codec's tokens (resumable). Items that
     cannot be used are skipped and listed with their reason in bad_items.json."""
     from .data.prepare import StrictError, prepare as run_prepare
 
     cfg = compose_from_options(presets, files, overrides, **components)
-    try:
-        rep = run_prepare(cfg, data_dir, shard=shard, strict=strict, shard_size=shard_size, workers=workers)
-    except StrictError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    if launcher is not None:
+        from .data.prepare import cache_root, data_root
+        from .launch import prepare_array
+
+        if shard is not None:
+            raise click.UsageError("--launcher makes the shards itself (--jobs N); leave out --shard")
+        cache = cache_root(cfg, data_root(cfg, data_dir))
+        _, res, rep = prepare_array(cfg, data_dir, jobs, launcher, cache / "jobs", shard_size, workers,
+                                    _slurm_options(slurm))
+        click.echo(f"{jobs} job(s) done: " + ", ".join(f"{r['shard']} wrote {len(r['written'])}" for r in res))
+        rep.shards_written = [p for r in res for p in r["written"]]
+    else:
+        try:
+            rep = run_prepare(cfg, data_dir, shard=shard, strict=strict, shard_size=shard_size, workers=workers)
+        except StrictError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     for b in rep.bad:
         click.echo(f"  skipped {b.name}: {b.reason}")
     click.echo(f"{rep.items} items prepared, {len(rep.bad)} skipped" +
                (f": see {rep.cache_dir / 'bad_items.json'}" if rep.bad else "") +
                f" ({len(rep.shards_written)} shard(s) written in {rep.seconds:.1f} s -> {rep.cache_dir})")
+    if strict and rep.bad and launcher is not None:
+        sys.exit(1)
+
+
+def _slurm_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("partition=gpu", "time=120")`` -> submitit's Slurm parameters (numbers as int)."""
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise click.UsageError(f"--slurm {p!r} must look like KEY=VALUE, e.g. partition=gpu")
+        k, v = p.split("=", 1)
+        out[k] = int(v) if v.isdigit() else v
+    return out
 
 
 @cli.command()
@@ -454,13 +484,18 @@ def eval_cmd(run_dir: str | None, metrics: tuple[str, ...], videos: str | None, 
 @click.option("--grid", multiple=True, required=True, metavar="KEY=V1,V2", help="a grid axis (repeatable)")
 @click.option("--workers", default=1, show_default=True, help="grid points run in parallel (processes)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="default: <run.root>/sweeps/<hash>")
+@click.option("--launcher", type=click.Choice(["slurm", "local"]), default=None,
+              help="one submitit job per point (pip install 'vidmusic[slurm]'); see docs/scaling.md")
+@click.option("--slurm", "slurm", multiple=True, metavar="KEY=VALUE", help="an sbatch option, e.g. partition=gpu, time=120")
 @_friendly_errors
 def sweep(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], grid: tuple[str, ...],
-          workers: int, out_dir: str | None, **components: str | None) -> None:
+          workers: int, out_dir: str | None, launcher: str | None, slurm: tuple[str, ...],
+          **components: str | None) -> None:
     """Run the cartesian product of --grid values; write an ablation table (md + csv) and a chart."""
     from .sweep import sweep as run_sweep
 
-    out, points = run_sweep(grid, presets, files, overrides, components, workers=workers, out_dir=out_dir)
+    out, points = run_sweep(grid, presets, files, overrides, components, workers=workers, out_dir=out_dir,
+                            launcher=launcher, slurm=_slurm_options(slurm))
     click.echo((out / "table.md").read_text())
     click.echo(f"table: {out / 'table.md'}, {out / 'table.csv'}; chart: {out / 'chart.png'}")
     failed = [p for p in points if p.error]

@@ -70,8 +70,10 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
 
 def sweep(grid: Sequence[str], presets: Sequence[str] = (), files: Sequence[str] = (), overrides: Sequence[str] = (),
           sugar: dict[str, str | None] | None = None, workers: int = 1, out_dir: str | Path | None = None,
-          progress: bool = True) -> tuple[Path, list[SweepPoint]]:
-    """Run every grid point (``workers`` processes) and write ``table.md``, ``table.csv``, ``chart.png``;
+          progress: bool = True, launcher: str | None = None,
+          slurm: dict[str, Any] | None = None) -> tuple[Path, list[SweepPoint]]:
+    """Run every grid point (``workers`` processes, or with ``launcher`` one submitit job each: ``slurm`` or
+    ``local``, see :mod:`vidmusic_core.launch`) and write ``table.md``, ``table.csv``, ``chart.png``;
     ``progress``: one bar over the points (the points themselves run without bars)."""
     points = parse_grid(grid)
     sugar = dict(sugar or {})
@@ -84,7 +86,12 @@ def sweep(grid: Sequence[str], presets: Sequence[str] = (), files: Sequence[str]
     jobs = [(list(presets), [str(f) for f in files], list(overrides), sugar, p) for p in points]
     results: list[SweepPoint] = []
     with progress_bar(total=len(jobs), desc="sweep", unit="point", disable=not progress) as bar:
-        if workers > 1:
+        if launcher is not None:
+            from .launch import map_jobs
+
+            results = map_jobs(_run_point, jobs, launcher, out / "jobs", slurm)
+            bar.update(len(results))
+        elif workers > 1:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
                 for sp in pool.map(_run_point, jobs):
                     results.append(sp)

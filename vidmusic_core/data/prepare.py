@@ -93,6 +93,8 @@ ENCODE_BATCH = 8  # items per frozen-encoder call (groups with equal frame count
 
 def _encoder_rows(encoder: Any, items: Sequence[Item], samples: Sequence[Any], clip_seconds: float) -> list[Any]:
     """Frozen features of decoded items, batched: one row dict (or :class:`Skip`) per item, in order."""
+    from .decode import Skip
+
     from ..video import frames_from_samples
 
     out: list[Any] = [None] * len(items)
@@ -199,12 +201,13 @@ def _write_bad(cache: Path, bad: Sequence[BadItem]) -> None:
 
 def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None = None, strict: bool = False,
             progress: bool = True, shard_size: int = SHARD_SIZE,
-            on_shard: Callable[[str], None] | None = None, workers: int = 1) -> PrepareReport:
+            on_shard: Callable[[str], None] | None = None, workers: int = 1, setup_only: bool = False) -> PrepareReport:
     """Scan ``root``, write the manifest, and cache the encoder's frozen features and the codec's tokens.
 
     Items that cannot be used are skipped with their reason (``bad_items.json``); ``strict`` raises
     :class:`StrictError` after the good items are cached. ``workers`` decode processes (``0``: in this
-    process) decode video and audio; the encoder and codec run here, batched.
+    process) decode video and audio; the encoder and codec run here, batched. ``setup_only`` stops after the
+    manifest and the fitted codec (what a job array of ``--shard i/n`` needs to exist first).
     """
     from .decode import DecodePool, Skip, check_music, decode_item
 
@@ -247,8 +250,11 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
             cdir, cmeta = codec_store_dir(cfg, cache)
             cstore = ShardStore(cdir, cmeta)
             report.codec_store = cdir
-            if any(not cstore.has_shard(k) for k in mine):
+            if setup_only or any(not cstore.has_shard(k) for k in mine):
                 codec = fit_or_load_codec(cfg, cdir, items, progress)
+        if setup_only:
+            report.seconds = time.perf_counter() - t0
+            return report
         todo = [k for k in mine if (estore is not None and not estore.has_shard(k))
                 or (cstore is not None and not cstore.has_shard(k))]
         plan = {k: (estore is not None and not estore.has_shard(k), cstore is not None and not cstore.has_shard(k))
