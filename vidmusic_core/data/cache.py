@@ -6,7 +6,7 @@ and per array field ``<field>`` (raw bytes, ``large_binary``), ``<field>.shape``
 Floating features are stored as float16, token ids as int16 (int32 when the codebook is larger),
 times as float32. Raw bytes + shape read ~4x faster than nested lists (see notes/stack.md §3g).
 
-Reads are by row group (about ``ROW_GROUP_BYTES`` of payload; memory-mapped files), held in an LRU
+Reads are by row group (about ``ROW_GROUP_BYTES`` of payload), held in an LRU
 bounded by ``cache_bytes``; the index reads only the ``key`` column and lengths only the ``.shape``
 columns, so start-up and memory do not grow with the payload of the dataset.
 
@@ -29,7 +29,7 @@ from ..errors import VidmusicError
 
 STORE_META = "store.json"
 ROW_GROUP_BYTES = 1 << 20  # a row group holds about this much payload (at least one row): the unit of a read
-CACHE_BYTES = 256 << 20  # default bound on the decoded row groups a reader holds
+CACHE_BYTES = 64 << 20  # default bound on the decoded row groups a reader holds (per process)
 MAX_OPEN_FILES = 16
 
 
@@ -146,7 +146,7 @@ class ShardStore:
         f = self._files.pop(path, None)
         if f is None:
             try:
-                f = pq.ParquetFile(path, memory_map=True)
+                f = pq.ParquetFile(path)  # read, not mmap: mapped pages would count in RSS
             except Exception as exc:  # pyarrow raises ArrowInvalid / OSError on corrupt files
                 raise CacheError(f"cache shard {path} is unreadable ({exc}); delete it and re-run prepare") from exc
             while len(self._files) >= MAX_OPEN_FILES:
