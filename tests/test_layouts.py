@@ -128,6 +128,27 @@ def test_aligned_input_at_column_c_sees_the_video_at_column_c():
     assert cols.min() == 50 and cols.max() == 74  # columns with times in [1.0, 1.5) s
 
 
+def test_global_condition_adds_the_clip_mean_at_every_music_position():
+    m = model("prefix", overrides=["layout.global_condition=true", "layout.use_time=false"])
+    lay = m.layout
+    cond, mus = condition(), music()
+    zero = lay(m.backbone, cond, mus)
+    b = lay(m.backbone, Condition(cond.tokens * 0 + 5, cond.mask, cond.times), mus)
+    P = zero.music_start
+    assert torch.equal(zero.inputs_embeds[:, P - 1:], b.inputs_embeds[:, P - 1:])  # zero-initialised path
+    torch.nn.init.normal_(lay.global_proj.weight, std=0.1)
+    base = lay(m.backbone, cond, mus)
+    masked = Condition(cond.tokens.clone(), cond.mask.clone(), cond.times)
+    masked.tokens[0, -3:] += 100.0  # a padded frame: must not count
+    masked.mask[0, -3:] = False
+    moved = lay(m.backbone, masked, mus)
+    want = lay.global_proj(cond.tokens[0, :-3].mean(0)) - lay.global_proj(cond.tokens[0].mean(0))  # [D]
+    delta = moved.inputs_embeds[0, P - 1:] - base.inputs_embeds[0, P - 1:]  # [S_m + 1, D]
+    torch.testing.assert_close(delta, want.expand_as(delta), atol=1e-4, rtol=1e-4)
+    lat = lay.frame_input(m.backbone, cond, n_frames=7)  # latent backbones get it at every frame too
+    torch.testing.assert_close(lat.inputs_embeds[0], lay.global_embeds(cond)[0].expand(7, -1))
+
+
 def test_aligned_is_zero_initialised():
     m = model("aligned")
     cond = condition()
@@ -136,13 +157,17 @@ def test_aligned_is_zero_initialised():
     assert torch.equal(a.inputs_embeds, b.inputs_embeds)
 
 
-@pytest.mark.parametrize("layout", ["prefix", "aligned"])
+@pytest.mark.parametrize("layout", ["prefix", "aligned", "aligned+global"])
 def test_cached_steps_equal_full_forward(layout):
     """Feeding the training sequence step by step through prompt()/step_embeds() with a KV cache gives
     the logits of one full forward (the generation path and the training path agree)."""
-    m = model(layout, overrides=["layout.train_eos=false"]).eval()
+    glob = layout.endswith("+global")
+    layout = layout.removesuffix("+global")
+    m = model(layout, overrides=["layout.train_eos=false", f"layout.global_condition={str(glob).lower()}"]).eval()
     if layout == "aligned":
         torch.nn.init.normal_(m.layout.aligned_proj.weight, std=0.1)
+    if glob:
+        torch.nn.init.normal_(m.layout.global_proj.weight, std=0.1)
     cond, mus = condition(B=2), music(T=6)
     with torch.no_grad():
         full = m.layout(m.backbone, cond, mus, seconds=torch.tensor([0.12, 0.12]))
@@ -225,3 +250,41 @@ def test_repetition_aware_sampling_breaks_loops():
     ras = SamplingConfig(top_k=1, ras_window=10, ras_tau=0.1)
     out = generate_tokens(m.layout, m.backbone, condition(), 30, seeds=[0, 1], sampling=ras, delays=(0,))
     assert 0.1 < (out.codes == 5).float().mean() < 0.8  # repeats get resampled from the full distribution
+
+
+@pytest.mark.parametrize("layout", ["aligned", "cross"])
+def test_clip_prior_learns_the_clips_codes_and_steers_sampling(layout):
+    """layout.clip_prior: aux_loss is the cross-entropy of the clip's codes under the prior (it falls when
+    trained on a clip whose codes depend on its video), and generation adds prior_weight × log p to the logits."""
+    from vidmusic_core.layouts.cross import CrossLayout
+
+    m = model("aligned", overrides=["layout.clip_prior=true"])
+    lay = m.layout
+    if layout == "cross":  # musicgen's layout; the same head
+        lay = CrossLayout(CrossLayout.Config(cond_dim=64, width=64, delays=[0, 1, 2, 3], cardinality=32, clip_prior=True))
+    cond = condition(B=2)
+    codes = torch.stack([torch.full((4, 10), 3), torch.full((4, 10), 17)])  # clip 0 uses code 3, clip 1 code 17
+    codes[1, :, 5:] = 18
+    mus = MusicTokens(codes, torch.ones(2, 10, dtype=torch.bool), 50.0)
+    first = float(lay.aux_loss(cond, mus).detach())
+    assert first == pytest.approx(float(torch.log(torch.tensor(32.0))), rel=0.15)  # ~uniform at init
+    opt = torch.optim.Adam(lay.clip_prior.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        loss = lay.aux_loss(cond, mus)
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.8  # clip 1's best is log 2 (two codes, half each)
+    p = lay.logit_prior(cond).exp()  # [B, K, V]
+    assert float(p[0, :, 3].min()) > 0.9 and float(p[1, :, 17:19].sum(-1).min()) > 0.9
+    if layout == "cross":
+        return
+    greedy = SamplingConfig(temperature=0.0, prior_weight=100.0)
+    out = generate_tokens(lay, m.backbone, cond, 8, seeds=[0, 0], sampling=greedy, delays=(0, 1, 2, 3))
+    assert (out.codes[0] == 3).all() and ((out.codes[1] == 17) | (out.codes[1] == 18)).all()
+    off = generate_tokens(lay, m.backbone, cond, 8, seeds=[0, 0], sampling=SamplingConfig(temperature=0.0, prior_weight=0.0),
+                          delays=(0, 1, 2, 3))
+    lay.clip_prior = None  # the same model without the head samples what prior_weight=0 samples
+    plain = generate_tokens(lay, m.backbone, cond, 8, seeds=[0, 0], sampling=SamplingConfig(temperature=0.0),
+                            delays=(0, 1, 2, 3))
+    assert torch.equal(off.codes, plain.codes) and not torch.equal(off.codes, out.codes)

@@ -268,3 +268,64 @@ def test_dataloader_workers_give_the_same_batches(prepared):
         a, b = next(ref), next(par)
         assert a["name"] == b["name"] and torch.equal(a["codes"], b["codes"])
         assert torch.equal(a["features"]["clip"], b["features"]["clip"])
+
+
+def test_validation_loss_logged_without_changing_training(prepared):
+    """train.eval_every logs val_loss on the valid split; the training losses (and so the RNG stream) are
+    exactly those of a run without it."""
+    root, data = prepared
+    args = [*SMALL, f"data.root={data}", "train.steps=6"]
+    vm("train", *args, "--run-dir", str(root / "noval"))
+    vm("train", *args, "train.eval_every=3", "--run-dir", str(root / "val"))
+    assert losses(root / "val") == losses(root / "noval")
+    rows = [json.loads(x) for x in (root / "val" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_loss" in r] == [3, 6]
+    assert all(r["val_loss"] > 0 for r in rows if "val_loss" in r)
+
+
+def test_validation_losses_pair_music_with_another_clips_video(prepared):
+    import torch
+
+    from vidmusic_core.config import compose
+    from vidmusic_core.data.dataset import collate
+    from vidmusic_core.data.prepare import load_codec
+    from vidmusic_core.model import build_model
+    from vidmusic_core.training import load_training_data, validation_losses
+
+    root, data = prepared
+    cfg = compose(presets=["smoke"], sugar={"encoder": "clip"}, overrides=SMALL[4:] + [f"data.root={data}"])
+    codec = load_codec(cfg, progress=False)
+    model = build_model(cfg, codec, seed=0)
+    torch.nn.init.normal_(model.layout.aligned_proj.weight, std=0.5)  # the default layout: aligned (zero-init)
+    ds = load_training_data(cfg, model, split=None)  # all 8 clips
+    rng = torch.get_rng_state()
+    got = validation_losses(model, ds, codec.frame_rate, batch_size=3, device=torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), rng) and model.training  # RNG untouched, mode restored
+    exs = sorted((ds[i] for i in range(len(ds))), key=lambda e: e["name"])
+    model.eval()
+    with torch.no_grad():
+        own = float(model.loss(collate(exs), codec.frame_rate))
+        swapped = [{**e, "features": o["features"], "local_times": o["local_times"], "local_mask": o["local_mask"],
+                    "duration": o["duration"]} for e, o in zip(exs, exs[1:] + exs[:1])]
+        other = float(model.loss(collate(swapped), codec.frame_rate))
+    assert got["val_loss"] == pytest.approx(own, rel=1e-5)
+    assert got["val_loss_shuffled"] == pytest.approx(other, rel=1e-5)
+    assert got["val_condition_gap"] == pytest.approx(other - own, rel=1e-4, abs=1e-6)
+    assert abs(other - own) > 1e-6  # the video matters to this model, so the pairing is visible
+
+
+def test_condition_dropout_replaces_rows_by_the_null():
+    import torch
+
+    from vidmusic_core import Condition
+    from vidmusic_core.model import drop_condition
+
+    null = torch.full((1, 6, 4), 7.0)
+    cond = Condition(torch.randn(64, 6, 4), torch.ones(64, 6, dtype=torch.bool), torch.zeros(64, 6), null)
+    torch.manual_seed(0)
+    out = drop_condition(cond, 0.3)
+    dropped = (out.tokens == 7.0).all(dim=(1, 2))
+    kept = torch.isclose(out.tokens, cond.tokens).all(dim=(1, 2))
+    assert bool((dropped ^ kept).all())  # each row is either its own condition or the null
+    assert 8 <= int(dropped.sum()) <= 32  # ~30 % of 64
+    assert drop_condition(cond, 0.0) is cond

@@ -37,4 +37,5 @@ def sampling_from_settings(g: Any) -> SamplingConfig:
     """:class:`SamplingConfig` from a ``generate`` section (a run's, or a model directory's)."""
     return SamplingConfig(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, cfg_coef=g.cfg_coef,
                           ras_window=g.ras_window, ras_tau=g.ras_tau, steps=g.steps, use_eos=bool(g.eos),
-                          min_length=float(g.min_length))
+                          min_length=float(g.min_length),
+                          prior_weight=float(getattr(g, "prior_weight", 1.0)))  # absent in older model dirs

@@ -114,6 +114,11 @@ class SequenceLayout(nn.Module, abc.ABC):
         """An extra training loss of the layout's own heads (e.g. attributes predicted from the video), or None."""
         return None
 
+    def logit_prior(self, condition: Condition) -> Tensor | None:
+        """Log-probabilities ``[B, K, V]`` the sampling loop adds (× ``generate.prior_weight``) to every
+        column's logits of the token codes (e.g. :class:`~vidmusic_core.layouts.prior.ClipPrior`), or None."""
+        return None
+
     def forced_codes(self, condition: Condition) -> Tensor | None:
         """Codes ``[B, K, F]`` the layout forces at the start of the music (``-1`` = free), or None."""
         return None

@@ -57,12 +57,19 @@ class TrainConfig:
     grad_clip: float = 1.0
     grad_accum: int = 1
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast where the device supports it; CPU stays fp32)
+    # the fraction of training examples whose video is replaced by the encoder's CFG null (e.g. 0.1), so that
+    # generate.cfg_coef > 1 has a learned unconditional model to guide away from
+    condition_dropout: float = 0.0
     ema: float = 0.0  # > 0: keep an exponential moving average of the weights (e.g. 0.999), used to generate
     compile: bool = field(default=False, metadata=NO_HASH)  # torch.compile the model for training
     fsdp: bool = field(default=False, metadata=NO_HASH)  # under torchrun: shard params/grads/optimizer (FSDP2)
     tensorboard: bool = field(default=False, metadata=NO_HASH)  # also log to <run>/tensorboard (pip install tensorboard)
     log_every: int = field(default=10, metadata=NO_HASH)
     ckpt_every: int = field(default=200, metadata=NO_HASH)
+    # every ``eval_every`` steps: the loss on the ``valid`` split, and the same with each clip's video swapped
+    # for another's (``val_loss_shuffled``), into metrics.jsonl. The gap between them is what the model takes
+    # from *unseen* videos; a falling train loss with a flat gap is memorisation. 0 = off
+    eval_every: int = field(default=0, metadata=NO_HASH)
     # warm start (a fresh run only; --resume wins): another run's directory or a checkpoint directory holding
     # model.safetensors (e.g. a symbolic LM pretrained on `vidmusic corpus` data). Tensors whose name and shape
     # match load; ``init_modules`` limits them to these top-level parts (encoder, layout, backbone; [] = all)
@@ -80,6 +87,7 @@ class GenerateConfig:
     top_k: int = 0
     top_p: float = 0.0
     cfg_coef: float = 1.0
+    prior_weight: float = 1.0  # the layout's clip prior (layout.clip_prior) added to the logits; 0 = off
     ras_window: int = 0  # repetition-aware sampling window (InspireMusic: 10); 0 = off
     ras_tau: float = 0.1
     eos: bool = False  # audio token LMs trained with an EOS: each row ends at it (InspireMusic)

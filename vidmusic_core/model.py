@@ -29,6 +29,7 @@ class VidMusicModel(nn.Module):
         self.encoder, self.layout, self.backbone = encoder, layout, backbone
         self.names = dict(names)  # section -> component name
         self.configs = dict(configs)  # section -> typed config (as built)
+        self.condition_dropout = 0.0  # training: the fraction of rows whose condition is the CFG null (train.*)
 
     def condition_from_features(self, features: Mapping[str, Tensor], local_times: Tensor, local_mask: Tensor,
                                 duration: Tensor | None = None, global_times: Tensor | None = None) -> Condition:
@@ -46,6 +47,8 @@ class VidMusicModel(nn.Module):
         """The backbone's training loss (+ the layout's auxiliary loss) for a collated batch (see
         data/dataset.py): music tokens under ``codes``/``codes_mask``, or latents under ``latents``/``latents_mask``."""
         cond = self.condition_from_batch(batch)
+        if self.training and self.condition_dropout > 0:
+            cond = drop_condition(cond, self.condition_dropout)
         music: MusicOutput
         if "latents" in batch:
             music = MusicLatents(batch["latents"], batch["latents_mask"], frame_rate)
@@ -62,6 +65,17 @@ class VidMusicModel(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def drop_condition(cond: Condition, p: float) -> Condition:
+    """Each row's condition replaced by its CFG null (:meth:`Condition.null_like`) with probability ``p``
+    (global RNG: a resumed run draws the same rows). Trains the null that ``generate.cfg_coef`` guides from."""
+    drop = torch.rand(cond.batch_size, device=cond.tokens.device) < p  # [B]
+    if not bool(drop.any()):
+        return cond
+    null = cond.null_like().tokens
+    tokens = torch.where(drop[:, None, None], null.to(cond.tokens.dtype), cond.tokens)  # [B, N, D]
+    return Condition(tokens, cond.mask, cond.times, cond.null_tokens, cond.extras)
 
 
 def _set_if_field(cfg: Any, name: str, value: Any, only_if_none: bool = False) -> Any:
@@ -103,7 +117,7 @@ def build_model(cfg: DictConfig, codec: MusicCodec, seed: int | None = None) -> 
                           f"{', '.join(supported) or 'none'}")
     own_specials = isinstance(backbone, TokenLM) and backbone.n_special_rows == 0  # else the backbone's rows (or none)
     wiring = {"cond_dim": int(encoder.dim), "width": int(backbone.width), "delays": list(codec.delays),
-              "frame_rate": codec.frame_rate, "own_specials": own_specials}
+              "frame_rate": codec.frame_rate, "own_specials": own_specials, "cardinality": codec.cardinality}
     if codec.vocab_name is not None:
         wiring["vocab"] = codec.vocab_name
     if cfg.generate.structure is not None:  # the label of the structure row (prefix layout)

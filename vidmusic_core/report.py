@@ -11,6 +11,7 @@ from typing import Any
 
 from .checkpoint import atomic_path
 from .control import control_warning
+from .report_controls import controls_panel
 
 #: clips with players and spectrograms in the page (the page says when it shows a subset)
 MAX_SAMPLES = 8
@@ -38,9 +39,15 @@ def loss_curve(run_dir: Path) -> str | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 2.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train")
+    for key, label in (("val_loss", "valid"), ("val_loss_shuffled", "valid, shuffled video")):
+        val = [r for r in rows if key in r]
+        if val:
+            ax.plot([r["step"] for r in val], [r[key] for r in val], marker=".", label=label)
+    if any("val_loss" in r for r in rows):
+        ax.legend(fontsize=8)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -112,6 +119,7 @@ def write_report(run_dir: str | Path) -> Path:
     parts = [f"<h1>vidmusic run <code>{html.escape(run_dir.name)}</code></h1>"]
     cfg = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     parts.append("<h2>Metrics</h2>" + _metrics_table(results))
+    parts.append(controls_panel(run_dir, results))
     curve = loss_curve(run_dir)
     if curve:
         parts.append(f"<h2>Training</h2><img src='{curve}'>")

@@ -19,7 +19,7 @@ from .components import SequenceLayout, TokenLM
 from .errors import ConfigError
 from .interrupt import generation_step
 from .layouts.music import delay_pad, effective_delays
-from .types import BackboneInput, Condition, MusicTokens, SamplingConfig
+from .types import BackboneInput, Condition, MusicTokens, SamplingConfig, check_shapes
 
 
 def merge_forced(*parts: Tensor | None) -> Tensor | None:
@@ -100,6 +100,10 @@ def generate_tokens(layout: SequenceLayout, backbone: TokenLM, condition: Condit
     secs = None if seconds is None else (torch.cat([seconds, seconds]) if guided else seconds)
     gens = [torch.Generator(device=condition.tokens.device).manual_seed(int(s)) for s in seeds]
 
+    prior = layout.logit_prior(condition) if sc.prior_weight != 0 else None  # [B, K, V] log-probs, or None
+    if prior is not None:
+        check_shapes("logit_prior", "log-probabilities", prior, (B, K, V))
+        prior = sc.prior_weight * prior
     cache = backbone.new_cache()
     logits = _forward_last(backbone, layout.prompt(backbone, cond, txt, secs, cfg_null=guided), cache)  # [B', K, V']
     pad = delay_pad(backbone)
@@ -118,6 +122,8 @@ def generate_tokens(layout: SequenceLayout, backbone: TokenLM, condition: Condit
         generation_step(c, n_cols, "token column")  # a stop request (vidmusic_core.interrupt) ends it here
         if guided:
             logits = logits[B:] + sc.cfg_coef * (logits[:B] - logits[B:])
+        if prior is not None:  # a product of experts with the layout's prior over the codes
+            logits = torch.cat([logits[..., :V] + prior.to(logits.dtype), logits[..., V:]], dim=-1)
         allow_eos = sc.use_eos and eos_id is not None and c >= min_frames + max(d)
         if allow_eos and eos_id >= V:  # an EOS id past the codes (audio backbones): only it, on codebook 0
             logits = logits.clone()
@@ -197,6 +203,9 @@ class ContinuationLayout(SequenceLayout):
             pos = torch.cat([pos, pos[:, -1:] + torch.arange(1, P + 1, device=pos.device)], dim=1)
         return BackboneInput(x, mask, memory=inp.memory, memory_mask=inp.memory_mask, position_ids=pos,
                              music_start=inp.music_start)
+
+    def logit_prior(self, condition: Condition) -> Tensor | None:
+        return self.base.logit_prior(condition)
 
     def step_embeds(self, backbone: TokenLM, codes: Tensor, position: int, condition: Condition) -> Tensor:
         P = self.prompt_codes.shape[2]

@@ -136,6 +136,52 @@ def load_training_data(cfg: DictConfig, model: VidMusicModel, split: str = "trai
     return CachedDataset(items, ShardStore(edir), ShardStore(cdir), split=split)
 
 
+VIDEO_KEYS = ("features", "local_times", "local_mask", "duration", "global_times")
+
+
+def validation_losses(model: VidMusicModel, data: CachedDataset, frame_rate: float | None, batch_size: int,
+                      device: torch.device) -> dict[str, float]:
+    """``val_loss`` on ``data`` and ``val_loss_shuffled``: the same clips' music with another clip's video
+    (clip i takes clip i+1's, by name, as the generation control does); ``val_condition_gap`` = shuffled −
+    conditioned. Eval mode, no gradient, and the global RNG untouched (a resumed run stays identical)."""
+    from .control import shuffled_sources
+
+    order = sorted(range(len(data)), key=lambda i: data.items[i].name)
+    examples = [data[i] for i in order]
+    sources = shuffled_sources(examples)
+    was_training = model.training
+    model.eval()
+    totals = {"val_loss": 0.0, "val_loss_shuffled": 0.0}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        torch.manual_seed(0)  # backbones whose loss samples (flow matching: noise and times) see the same draws
+        for s in range(0, len(examples), batch_size):
+            chunk = examples[s:s + batch_size]
+            n = len(chunk)
+            totals["val_loss"] += float(model(_to_device(collate(chunk), device), frame_rate)) * n  # forward: FSDP hooks
+            if sources is not None:
+                swapped = [{**ex, **{k: src[k] for k in VIDEO_KEYS if k in src}}
+                           for ex, src in zip(chunk, sources[s:s + batch_size])]
+                totals["val_loss_shuffled"] += float(model(_to_device(collate(swapped), device), frame_rate)) * n
+    model.train(was_training)
+    out = {"val_loss": totals["val_loss"] / len(examples)}
+    if sources is not None:
+        out["val_loss_shuffled"] = totals["val_loss_shuffled"] / len(examples)
+        out["val_condition_gap"] = out["val_loss_shuffled"] - out["val_loss"]
+    return out
+
+
+def _validation_data(cfg: DictConfig, model: VidMusicModel) -> CachedDataset | None:
+    """The ``valid`` split when ``train.eval_every`` > 0 and the split has items, else None (with a note)."""
+    if int(cfg.train.eval_every) <= 0:
+        return None
+    data = load_training_data(cfg, model, "valid")
+    if len(data) == 0:
+        print("train.eval_every is set but the data has no 'valid' split items: no validation loss",
+              file=sys.stderr)
+        return None
+    return data
+
+
 def _tensorboard(run_dir: Path) -> Any:
     """A TensorBoard writer for ``run_dir/tensorboard`` (the optional ``tensorboard`` package)."""
     try:
@@ -306,8 +352,12 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     _init_distributed(device)
     torch.manual_seed(tc.seed)
     model = build_model(cfg, codec, seed=tc.seed).to(device)
+    if not 0.0 <= float(tc.condition_dropout) < 1.0:
+        raise TrainingError(f"train.condition_dropout={tc.condition_dropout}: use a fraction in [0, 1)")
+    model.condition_dropout = float(tc.condition_dropout)
     model_spec = ModelDirSpec.of(cfg, model, codec, run_dir)
     data = load_training_data(cfg, model)
+    val_data = _validation_data(cfg, model)
     step = 0
     metrics_path = run_dir / "metrics.jsonl"
     ckpt = latest_checkpoint(run_dir) if resume else None
@@ -372,6 +422,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
 
     bar = progress_bar(total=end, initial=step, unit="step", desc="train", disable=not progress or rank != 0)
     last_loss = float("nan")
+    shown: dict[str, str] = {}  # the bar's postfix: loss, and the last validation loss
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     writer = _tensorboard(run_dir) if tc.tensorboard and rank == 0 else None
     while step < end:
@@ -402,15 +453,23 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
         step += 1
         last_loss = total
         bar.update(1)
-        bar.set_postfix(loss=f"{total:.4f}")
-        if rank == 0 and (step % tc.log_every == 0 or step == end):
+        val = {}
+        if val_data is not None and (step % int(tc.eval_every) == 0 or step == end):
+            # every rank computes it (FSDP's forward is collective); only rank 0 writes
+            val = validation_losses(model, val_data, codec.frame_rate, tc.batch_size, device)
+            shown["val"] = f"{val['val_loss']:.4f}"
+        shown["loss"] = f"{total:.4f}"
+        bar.set_postfix(**shown)
+        if rank == 0 and (step % tc.log_every == 0 or step == end or val):
             row = {"step": step, "loss": total, "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
-                   "time": time.perf_counter() - t0}
+                   "time": time.perf_counter() - t0, **val}
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             if writer is not None:
                 for key in ("loss", "lr", "grad_norm"):
                     writer.add_scalar(f"train/{key}", row[key], step)
+                for key, value in val.items():
+                    writer.add_scalar(f"valid/{key[4:]}", value, step)
         if step % tc.ckpt_every == 0 or step == end:
             model_state, opt_state = _full_states(model, opt, fsdp)  # collective under FSDP
             if rank == 0:

@@ -344,7 +344,8 @@ class SamplingConfig:
     when codebook 0 samples EOS, not before ``min_frames``), repetition-aware sampling (``ras_window``
     0 = off; InspireMusic uses 10, ``ras_tau``); ``min_length``: EOS is also banned before this fraction
     of the requested frames (InspireMusic's 0.9). Every backbone: ``cfg_coef`` (classifier-free guidance
-    against the null condition; 1 = off). ODE / diffusion backbones: ``steps`` (solver steps).
+    against the null condition; 1 = off). ODE / diffusion backbones: ``steps`` (solver steps). ``prior_weight``:
+    the weight of the layout's :meth:`~vidmusic_core.components.SequenceLayout.logit_prior` (0 = off).
     """
 
     temperature: float = 1.0
@@ -357,6 +358,7 @@ class SamplingConfig:
     ras_window: int = 0
     ras_tau: float = 0.1
     steps: int = 16
+    prior_weight: float = 1.0
 
 
 @dataclass

@@ -22,7 +22,9 @@ def register_backbones(register) -> None:  # type: ignore[no-untyped-def]
 #: (`aligned` with the condition prefix as cross-attention memory)
 FLOW_RUN = {
     "codec": {"name": "mel_latent"},
+    "layout": {"clip_prior": False},  # a prior over codes: latents have none
     "backbone": {"name": "flow"},
+    "data": {"toy_n": 200},  # the figures in docs/plugins/flow.md were measured on 200 clips
     "generate": {"steps": 16, "cfg_coef": 1.0},
     "train": {"steps": 400, "batch_size": 16, "lr": 0.001, "warmup_steps": 50, "ckpt_every": 200},
     "eval": {"metrics": ["beat_f1", "tempo_acc", "key_acc", "fd_mel"]},

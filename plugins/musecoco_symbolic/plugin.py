@@ -53,6 +53,7 @@ def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
 #: layout over 2 pooled condition tokens per second, top-k 15, MIDI metrics); anything the user sets wins
 MUSECOCO_RUN = {
     "codec": {"name": "remi"},
+    "data": {"toy_n": 200},  # the figures in docs/plugins/musecoco.md were measured on 200 clips
     "layout": {"name": "prefix", "reduce": "rate", "rate": 2.0, "use_text": False},
     "backbone": {"name": "musecoco", "attribute_loss": 1.0},
     "generate": {"top_k": 15, "temperature": 1.0, "cfg_coef": 1.0},

@@ -38,7 +38,8 @@ from ..errors import ConfigError
 from ..components import MusicBackbone, SequenceLayout, TokenLM
 from ..types import IGNORE_INDEX, BackboneInput, Condition, MusicLatents, MusicOutput, MusicTokens
 from .music import build_music_part, effective_delays
-from .reduce import REDUCE_MODES, group_by_time, reduce_condition, resample_to_frames
+from .prior import ClipPrior
+from .reduce import REDUCE_MODES, clip_mean, group_by_time, reduce_condition, resample_to_frames
 
 SOS, TASK, VIDEO_TASK = 0, 1, 2
 
@@ -52,6 +53,9 @@ class PrefixConfig:
     rate: float = 2.0  # tokens per second for reduce=rate
     prefix_condition: bool = True  # condition tokens in the prefix
     aligned: bool = False  # condition added to the music embeddings at matching times
+    global_condition: bool = False  # the clip-mean condition added at every music position (clip-level cues: key)
+    clip_prior: bool = False  # a head predicting the clip's codes from its video, added to the logits (prior.py)
+    clip_prior_hidden: int = 256
     use_text: bool = True
     use_time: bool = True
     use_structure: Optional[bool] = None  # structure row (backbones with embed_structure); None = with use_time
@@ -61,6 +65,7 @@ class PrefixConfig:
     width: Optional[int] = None
     delays: list[int] = field(default_factory=list)
     frame_rate: Optional[float] = None
+    cardinality: Optional[int] = None  # codes per codebook (wiring, for clip_prior)
     own_specials: bool = True
     text_only: bool = False  # text-to-music (e.g. an imported InspireMusic LM): no video path at all
 
@@ -78,7 +83,7 @@ class PrefixLayout(SequenceLayout):
                               "vidmusic_core.model.build_model (it wires them from the encoder and backbone)")
         if cfg.text_only:
             cfg = self.cfg = dataclasses.replace(cfg, prefix_condition=False, aligned=False)
-        elif not (cfg.prefix_condition or cfg.aligned):
+        elif not (cfg.prefix_condition or cfg.aligned or cfg.global_condition):
             raise ConfigError("layout: prefix_condition and aligned are both false: the video would be ignored "
                               "(set layout.text_only=true for text-to-music)")
         if cfg.aligned and not cfg.frame_rate:
@@ -90,7 +95,12 @@ class PrefixLayout(SequenceLayout):
             self.aligned_proj = nn.Linear(cfg.cond_dim, cfg.width)
             nn.init.zeros_(self.aligned_proj.weight)
             nn.init.zeros_(self.aligned_proj.bias)
+        if cfg.global_condition:  # zero-initialised like aligned_proj
+            self.global_proj = nn.Linear(cfg.cond_dim, cfg.width)
+            nn.init.zeros_(self.global_proj.weight)
+            nn.init.zeros_(self.global_proj.bias)
         self.special_embedding = nn.Embedding(3, cfg.width) if cfg.own_specials else None
+        self.clip_prior = _build_prior(cfg) if cfg.clip_prior else None
         self._per_frame_memo: tuple[Tensor, Condition] | None = None  # generation: the pooled condition, once
 
     # -- pieces --------------------------------------------------------------------------------
@@ -170,15 +180,35 @@ class PrefixLayout(SequenceLayout):
         feats = resample_to_frames(per_frame.tokens, per_frame.times, per_frame.mask, times)  # [B, S, D_c]
         return self.aligned_proj(feats)
 
+    def global_embeds(self, condition: Condition) -> Tensor:
+        """``global_proj`` of the condition's mean over its valid tokens: ``[B, 1, D]``."""
+        return self.global_proj(clip_mean(condition))[:, None]
+
+    def _music_side(self, condition: Condition, columns: Tensor) -> Tensor | None:
+        """What the condition adds at music ``columns [S]``: aligned path + global path, ``[B, S, D]`` or None."""
+        out = self.aligned_embeds(condition, columns) if self.cfg.aligned else None
+        if self.cfg.global_condition:
+            g = self.global_embeds(condition)
+            out = g.expand(-1, columns.shape[0], -1) if out is None else out + g
+        return out
+
     # -- the contract --------------------------------------------------------------------------
+    def aux_loss(self, condition: Condition, music: MusicOutput) -> Tensor | None:
+        """The clip prior's cross-entropy on the clip's codes (``clip_prior``), else None."""
+        if self.clip_prior is None or not isinstance(music, MusicTokens):
+            return None
+        return self.clip_prior.loss(condition, music)
+
+    def logit_prior(self, condition: Condition) -> Tensor | None:
+        return None if self.clip_prior is None else self.clip_prior.log_probs(condition)
+
     def frame_input(self, backbone: MusicBackbone, condition: Condition, n_frames: int,
                     mask: Tensor | None = None) -> BackboneInput:
         """The condition for ``n_frames`` latent frames at once: ``inputs_embeds [B, n_frames, D]`` (the aligned
         path at each frame's time; zeros without it) and, with ``prefix_condition``, ``memory [B, M, D]``."""
         B, dev = condition.batch_size, condition.tokens.device
-        if self.cfg.aligned:
-            x = self.aligned_embeds(condition, torch.arange(n_frames, device=dev))  # [B, T_a, D]
-        else:
+        x = self._music_side(condition, torch.arange(n_frames, device=dev))  # [B, T_a, D]
+        if x is None:
             x = condition.tokens.new_zeros(B, n_frames, int(self.cfg.width))  # type: ignore[arg-type]
         mem = mem_mask = None
         if self.visual_feature_proj is not None:
@@ -203,9 +233,9 @@ class PrefixLayout(SequenceLayout):
         B, P = pmask.shape
         S_m = mp.embeds.shape[1]
         x = torch.cat([px, mp.embeds.to(px.dtype)], dim=1)  # [B, P + S_m, D]
-        if self.cfg.aligned:
-            cols = torch.arange(S_m + 1, device=x.device)
-            x = x + torch.nn.functional.pad(self.aligned_embeds(condition, cols).to(x.dtype), (0, 0, P - 1, 0))
+        side = self._music_side(condition, torch.arange(S_m + 1, device=x.device))  # [B, S_m + 1, D]
+        if side is not None:
+            x = x + torch.nn.functional.pad(side.to(x.dtype), (0, 0, P - 1, 0))
         mask = torch.cat([pmask, mp.mask], dim=1)
         K = music.codes.shape[1]
         labels = torch.full((B, K, P + S_m), IGNORE_INDEX, dtype=torch.long, device=x.device)
@@ -215,22 +245,29 @@ class PrefixLayout(SequenceLayout):
     def prompt(self, backbone: TokenLM, condition: Condition, text: Sequence[str] | None = None,
                seconds: Tensor | None = None, cfg_null: bool = False) -> BackboneInput:
         px, pmask = self.prefix(backbone, condition, text, seconds, cfg_null)
-        if self.cfg.aligned:
+        side = self._music_side(condition, torch.zeros(1, device=px.device))
+        if side is not None:
             px = px.clone()
-            px[:, -1:] += self.aligned_embeds(condition, torch.zeros(1, device=px.device)).to(px.dtype)
+            px[:, -1:] += side.to(px.dtype)
         return BackboneInput(inputs_embeds=px, attention_mask=pmask, music_start=px.shape[1])
 
     def step_embeds(self, backbone: TokenLM, codes: Tensor, position: int, condition: Condition) -> Tensor:
         """Input at music column ``position`` (codes ``[B, K, 1]``), predicting column ``position + 1``."""
         x = backbone.embed(codes)  # [B, 1, D]
-        if self.cfg.aligned:
-            x = x + self.aligned_embeds(condition, torch.tensor([position + 1], device=x.device)).to(x.dtype)
-        return x
+        side = self._music_side(condition, torch.tensor([position + 1], device=x.device))
+        return x if side is None else x + side.to(x.dtype)
 
     def n_columns(self, n_frames: int) -> int:
         """Delayed music columns needed for ``n_frames`` frames."""
         K = max(1, len(self.cfg.delays))
         return n_frames + max(effective_delays(self.cfg.delays, K))
+
+
+def _build_prior(cfg: PrefixConfig) -> ClipPrior:
+    if not cfg.cardinality or not cfg.delays:
+        raise ConfigError("layout.clip_prior needs a token codec (codes per codebook and codebooks are wired "
+                          "from it by vidmusic_core.model.build_model); latent codecs have no codes to predict")
+    return ClipPrior(int(cfg.cond_dim), len(cfg.delays), int(cfg.cardinality), cfg.clip_prior_hidden)  # type: ignore[arg-type]
 
 
 def _left_align(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

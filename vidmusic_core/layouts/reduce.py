@@ -83,6 +83,12 @@ def pool_to_rate(cond: Condition, rate: float) -> Condition:
     return Condition(pool(cond.tokens), count > 0, times.clone(), null)
 
 
+def clip_mean(cond: Condition) -> Tensor:
+    """The mean of each row's valid tokens: ``[B, N, D] -> [B, D]`` (a clip-level summary of the video)."""
+    m = cond.mask[..., None].to(cond.tokens.dtype)  # [B, N, 1]
+    return (cond.tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
 def reduce_condition(cond: Condition, mode: str, rate: float = 2.0) -> Condition:
     """``none`` | ``frame_mean`` (one token per frame, mean) | ``frame_first`` (first/CLS token per frame)
     | ``rate`` (bins of 1/rate seconds)."""

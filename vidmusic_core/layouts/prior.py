@@ -1,0 +1,43 @@
+"""A clip-level code prior: what codes a clip uses, predicted from its whole video.
+
+Clip-level properties (the key, the mode, the instruments) hold for every frame of the music, but an
+autoregressive LM trained with teacher forcing can read them off its own history, so the loss gives it
+little reason to take them from the video, and at generation nothing holds them in place: on the toy
+data the music drifts through keys within 8 s (docs/design-notes.md, "Harmony"). :class:`ClipPrior` is
+a small head on the clip-mean condition that predicts, per codebook, the distribution of the clip's codes
+(a video-conditioned unigram model, trained by cross-entropy against every frame's code: the layout's
+``aux_loss``). At generation the sampling loop adds ``generate.prior_weight`` × its log-probabilities
+to the LM's logits at every column (a product of experts), which keeps the music inside the code set
+the video asks for; the LM still decides the order, the rhythm and the details.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..types import Condition, MusicTokens, check_shapes
+from .reduce import clip_mean
+
+
+class ClipPrior(nn.Module):
+    """Clip-mean condition ``[B, D_c]`` → MLP → log p(code) ``[B, K, V]`` for each of ``K`` codebooks."""
+
+    def __init__(self, cond_dim: int, n_codebooks: int, cardinality: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.n_codebooks, self.cardinality = n_codebooks, cardinality
+        self.net = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, n_codebooks * cardinality))
+
+    def log_probs(self, condition: Condition) -> Tensor:
+        """``[B, K, V]`` log-probabilities of each codebook's codes in the clip of ``condition``."""
+        logits = self.net(clip_mean(condition).float())  # [B, K*V]
+        return torch.log_softmax(logits.view(-1, self.n_codebooks, self.cardinality), dim=-1)
+
+    def loss(self, condition: Condition, music: MusicTokens) -> Tensor:
+        """Mean cross-entropy of every real frame's code (``music.codes [B, K, T]``) under the prior."""
+        check_shapes("ClipPrior", "codes", music.codes, ("B", self.n_codebooks, "T"))
+        logp = self.log_probs(condition)  # [B, K, V]
+        picked = logp.gather(2, music.codes.clamp(0, self.cardinality - 1))  # [B, K, T]
+        mask = music.mask if music.mask is not None else torch.ones_like(music.codes[:, 0], dtype=torch.bool)
+        w = mask[:, None, :].expand_as(picked).to(picked.dtype)  # [B, K, T]
+        return -(picked * w).sum() / w.sum().clamp_min(1.0)
