@@ -136,6 +136,12 @@ def test_preset_layout_follows_the_backbone_but_explicit_layout_is_kept():
     explicit = compose(sugar={"backbone": "musicgen", "layout": "prefix"})
     assert explicit.layout.name == "prefix"  # kept: building the model then names both in an error
     assert compose(sugar={"backbone": "inspire"}).layout.name == "aligned"
+    # the user's own layout options survive the switch (they were dropped silently before) ...
+    mine = compose(sugar={"backbone": "musicgen"}, overrides=["layout.clip_prior=true"])
+    assert mine.layout.name == "cross" and mine.layout.clip_prior is True
+    # ... and one the backbone's layout lacks is an error naming it, not ignored
+    with pytest.raises(ConfigError, match="layout.prefix_condition"):
+        compose(sugar={"backbone": "musicgen"}, overrides=["layout.prefix_condition=false"])
 
 
 def test_eval_metrics_take_options(tmp_path):

@@ -15,21 +15,9 @@ import pytest
 import torch
 
 from sync_clips import SR, clicks, cut_video
-from vidmusic_core import builtins
+from metric_helpers import core, metric  # noqa: F401  (core: an autouse fixture)
 from vidmusic_core.metrics import MetricError
 from vidmusic_core.metrics.judges import madmom_key, track_beats, transnet_cuts
-from vidmusic_core.plugins import get_component
-
-
-@pytest.fixture(autouse=True)
-def core(vidmusic_host):
-    vidmusic_host.register_plugin(builtins, name="core")
-    return vidmusic_host
-
-
-def metric(name: str, **cfg):
-    comp = get_component("metric", name)
-    return comp.build(comp.config_cls(**cfg))
 
 
 def test_madmom_beats_and_downbeats_of_an_accented_click_track():

@@ -8,27 +8,15 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from vidmusic_core import builtins
+from metric_helpers import core, metric  # noqa: F401  (core: an autouse fixture)
 from vidmusic_core.errors import ConfigError, VidmusicError
 from vidmusic_core.metrics import MetricError, MissingWeightsError, midi_notes, parse_key
 from vidmusic_core.metrics.control import estimate_key, tempo_hits
 from vidmusic_core.metrics.quality import frechet_distance
 from vidmusic_core.metrics.rhythm import bcs_bhs_counts
-from vidmusic_core.plugins import get_component
 
 SR = 22050
 METRICS = ("beat_f1", "cut_hit", "bcs_bhs", "tempo_acc", "key_acc", "section_align", "fd_mel", "fad")
-
-
-@pytest.fixture(autouse=True)
-def core(vidmusic_host):
-    vidmusic_host.register_plugin(builtins, name="core")
-    return vidmusic_host
-
-
-def metric(name: str, **cfg):
-    comp = get_component("metric", name)
-    return comp.build(comp.config_cls(**cfg))
 
 
 def click_track(bpm: float, seconds: float = 8.0, offset: float = 0.5, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:

@@ -7,23 +7,11 @@ import numpy as np
 import pytest
 
 from sync_clips import SR, clicks, cut_video, tone_sections
-from vidmusic_core import builtins
+from metric_helpers import core, metric  # noqa: F401  (core: an autouse fixture)
 from vidmusic_core.errors import ConfigError
 from vidmusic_core.metrics import MetricError
 from vidmusic_core.metrics.kad import kernel_audio_distance
 from vidmusic_core.metrics.visual import analyse_video
-from vidmusic_core.plugins import get_component
-
-
-@pytest.fixture(autouse=True)
-def core(vidmusic_host):
-    vidmusic_host.register_plugin(builtins, name="core")
-    return vidmusic_host
-
-
-def metric(name: str, **cfg):
-    comp = get_component("metric", name)
-    return comp.build(comp.config_cls(**cfg))
 
 
 @pytest.fixture(scope="module")

@@ -295,7 +295,7 @@ def compose(
         layers[at:at] = [(f"preset {p} (backbone {backbone})", load_preset(p, reg)) for p in own
                          if f"preset {p}" not in {w for w, _ in layers}]
         merged, name_from = _merge_layers(layers, reg)
-    _follow_backbone_layouts(merged, name_from, reg)
+    _follow_backbone_layouts(merged, name_from, reg, layers)
 
     # 2. type-check each section
     out: dict[str, Any] = {}
@@ -354,16 +354,24 @@ def _merge_layers(layers: Sequence[tuple[str, DictConfig]], reg: Registry
     return merged, name_from
 
 
-def _follow_backbone_layouts(merged: dict[str, dict[str, Any]], name_from: dict[str, str], reg: Registry) -> None:
+def _follow_backbone_layouts(merged: dict[str, dict[str, Any]], name_from: dict[str, str], reg: Registry,
+                             layers: Sequence[tuple[str, DictConfig]] = ()) -> None:
     """A layout chosen only by a preset yields to the backbone: if the backbone does not support it,
-    take the backbone's first supported layout (with its defaults). A layout the user chose explicitly
-    is kept (and an unsupported pairing is then an error when the model is built)."""
+    take the backbone's first supported layout (with its defaults, and the layout options the user set
+    outside presets, e.g. ``layout.clip_prior=true``: those are never dropped silently; one the new layout
+    lacks is then an error). A layout the user chose explicitly is kept (and an unsupported pairing is then
+    an error when the model is built)."""
     layout, backbone = merged["layout"].get("name"), merged["backbone"].get("name")
     if layout is None or backbone is None or not name_from.get("layout", "").startswith("preset "):
         return
     supported = _backbone_class(reg, backbone).supported_layouts
     if supported and _canonical(reg, "layout", layout) not in supported:
-        merged["layout"] = {"name": supported[0]}
+        user: dict[str, Any] = {}
+        for where, layer in layers:
+            values = OmegaConf.to_container(layer, resolve=False).get("layout")  # type: ignore[union-attr]
+            if not where.startswith("preset ") and isinstance(values, dict):
+                user = _deep_merge(user, values)
+        merged["layout"] = {**user, "name": supported[0]}
 
 
 def _backbone_class(reg: Any, name: Any) -> Any:
