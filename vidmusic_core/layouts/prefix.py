@@ -21,6 +21,10 @@ hold) and added to the input at each music position through ``aligned_proj`` (ze
 training starts from the unconditioned model). The input at the position that *predicts* music
 column ``c`` carries the condition at column ``c``'s time. ``prefix_condition: true`` composes both.
 
+``global_condition: true`` adds the clip-mean condition (``global_proj``, zero-initialised) at every music
+position. ``clip_prior: true`` adds a head that predicts the clip's codes from its video (``prior.py``):
+trained as :meth:`aux_loss`, added to the logits at generation through :meth:`logit_prior`.
+
 Non-autoregressive backbones over latents (:meth:`PrefixLayout.frame_input`): the aligned path gives the
 condition at each latent frame's time ``[B, T_a, D]``; the condition prefix (the reduced, projected
 condition tokens, no special/time/text rows) becomes cross-attention ``memory``.
