@@ -13,9 +13,9 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..components import MusicBackbone, SequenceLayout, TokenLM
-from ..types import BackboneInput, Condition, MusicLatents, MusicOutput, MusicTokens
+from ..types import BackboneInput, Condition, MusicLatents, MusicOutput
 from .music import build_music_part
-from .prior import ClipPrior
+from .prior import ClipPriorMixin
 from .reduce import REDUCE_MODES, reduce_condition
 
 
@@ -37,7 +37,7 @@ class CrossConfig:
     own_specials: bool = True
 
 
-class CrossLayout(SequenceLayout):
+class CrossLayout(ClipPriorMixin, SequenceLayout):
     """Condition as cross-attention memory; the decoder sees only music."""
 
     Config = CrossConfig
@@ -53,20 +53,7 @@ class CrossLayout(SequenceLayout):
             raise ConfigError(f"layout.project=false needs encoder dim ({cfg.cond_dim}) == backbone width ({cfg.width})")
         self.visual_feature_proj = nn.Linear(cfg.cond_dim, cfg.width) if cfg.project else None
         self.bos = nn.Parameter(torch.zeros(cfg.width))
-        self.clip_prior = None
-        if cfg.clip_prior:
-            if not cfg.cardinality or not cfg.delays:
-                raise ConfigError("layout.clip_prior needs a token codec (wired by vidmusic_core.model.build_model)")
-            self.clip_prior = ClipPrior(cfg.cond_dim, len(cfg.delays), cfg.cardinality, cfg.clip_prior_hidden)
-
-    def aux_loss(self, condition: Condition, music: MusicOutput) -> Tensor | None:
-        """The clip prior's cross-entropy on the clip's codes (``clip_prior``), else None."""
-        if self.clip_prior is None or not isinstance(music, MusicTokens):
-            return None
-        return self.clip_prior.loss(condition, music)
-
-    def logit_prior(self, condition: Condition) -> Tensor | None:
-        return None if self.clip_prior is None else self.clip_prior.log_probs(condition)
+        self._init_clip_prior(cfg)
 
     def memory(self, condition: Condition) -> tuple[Tensor, Tensor]:
         """Cross-attention memory ``[B, M, D]`` and its mask ``[B, M]``."""

@@ -40,9 +40,9 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..components import MusicBackbone, SequenceLayout, TokenLM
-from ..types import IGNORE_INDEX, BackboneInput, Condition, MusicLatents, MusicOutput, MusicTokens
+from ..types import IGNORE_INDEX, BackboneInput, Condition, MusicLatents, MusicOutput
 from .music import build_music_part, effective_delays
-from .prior import ClipPrior
+from .prior import ClipPriorMixin
 from .reduce import REDUCE_MODES, clip_mean, group_by_time, reduce_condition, resample_to_frames
 
 SOS, TASK, VIDEO_TASK = 0, 1, 2
@@ -74,7 +74,7 @@ class PrefixConfig:
     text_only: bool = False  # text-to-music (e.g. an imported InspireMusic LM): no video path at all
 
 
-class PrefixLayout(SequenceLayout):
+class PrefixLayout(ClipPriorMixin, SequenceLayout):
     """Condition prefix (+ optional time-aligned addition) for decoder-only backbones."""
 
     Config = PrefixConfig
@@ -104,8 +104,9 @@ class PrefixLayout(SequenceLayout):
             nn.init.zeros_(self.global_proj.weight)
             nn.init.zeros_(self.global_proj.bias)
         self.special_embedding = nn.Embedding(3, cfg.width) if cfg.own_specials else None
-        self.clip_prior = _build_prior(cfg) if cfg.clip_prior else None
+        self._init_clip_prior(cfg)
         self._per_frame_memo: tuple[Tensor, Condition] | None = None  # generation: the pooled condition, once
+        self._global_memo: tuple[Tensor, Tensor] | None = None  # generation: global_proj of the clip mean, once
 
     # -- pieces --------------------------------------------------------------------------------
     def _special(self, backbone: TokenLM, row: int) -> Tensor:
@@ -186,7 +187,12 @@ class PrefixLayout(SequenceLayout):
 
     def global_embeds(self, condition: Condition) -> Tensor:
         """``global_proj`` of the condition's mean over its valid tokens: ``[B, 1, D]``."""
-        return self.global_proj(clip_mean(condition))[:, None]
+        memo = self._global_memo
+        if memo is not None and memo[0] is condition.tokens:  # generation: once per condition, not every step
+            return memo[1]
+        g = self.global_proj(clip_mean(condition))[:, None]
+        self._global_memo = (condition.tokens, g) if not torch.is_grad_enabled() else None
+        return g
 
     def _music_side(self, condition: Condition, columns: Tensor) -> Tensor | None:
         """What the condition adds at music ``columns [S]``: aligned path + global path, ``[B, S, D]`` or None."""
@@ -197,15 +203,6 @@ class PrefixLayout(SequenceLayout):
         return out
 
     # -- the contract --------------------------------------------------------------------------
-    def aux_loss(self, condition: Condition, music: MusicOutput) -> Tensor | None:
-        """The clip prior's cross-entropy on the clip's codes (``clip_prior``), else None."""
-        if self.clip_prior is None or not isinstance(music, MusicTokens):
-            return None
-        return self.clip_prior.loss(condition, music)
-
-    def logit_prior(self, condition: Condition) -> Tensor | None:
-        return None if self.clip_prior is None else self.clip_prior.log_probs(condition)
-
     def frame_input(self, backbone: MusicBackbone, condition: Condition, n_frames: int,
                     mask: Tensor | None = None) -> BackboneInput:
         """The condition for ``n_frames`` latent frames at once: ``inputs_embeds [B, n_frames, D]`` (the aligned
@@ -265,13 +262,6 @@ class PrefixLayout(SequenceLayout):
         """Delayed music columns needed for ``n_frames`` frames."""
         K = max(1, len(self.cfg.delays))
         return n_frames + max(effective_delays(self.cfg.delays, K))
-
-
-def _build_prior(cfg: PrefixConfig) -> ClipPrior:
-    if not cfg.cardinality or not cfg.delays:
-        raise ConfigError("layout.clip_prior needs a token codec (codes per codebook and codebooks are wired "
-                          "from it by vidmusic_core.model.build_model); latent codecs have no codes to predict")
-    return ClipPrior(int(cfg.cond_dim), len(cfg.delays), int(cfg.cardinality), cfg.clip_prior_hidden)  # type: ignore[arg-type]
 
 
 def _left_align(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

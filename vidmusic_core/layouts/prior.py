@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..types import Condition, MusicTokens, check_shapes
+from ..errors import ConfigError
+from ..types import Condition, MusicOutput, MusicTokens, check_shapes
 from .reduce import clip_mean
 
 
@@ -41,3 +42,31 @@ class ClipPrior(nn.Module):
         mask = music.mask if music.mask is not None else torch.ones_like(music.codes[:, 0], dtype=torch.bool)
         w = mask[:, None, :].expand_as(picked).to(picked.dtype)  # [B, K, T]
         return -(picked * w).sum() / w.sum().clamp_min(1.0)
+
+
+class ClipPriorMixin:
+    """The ``clip_prior`` option of a layout: builds the head, trains it as ``aux_loss`` and serves it as
+    ``logit_prior``. The layout's config carries ``clip_prior``, ``clip_prior_hidden`` and the wiring
+    ``cond_dim``, ``delays`` (one per codebook) and ``cardinality``; call :meth:`_init_clip_prior` in
+    ``__init__`` after ``nn.Module.__init__``."""
+
+    clip_prior: ClipPrior | None
+
+    def _init_clip_prior(self, cfg) -> None:  # noqa: ANN001 - any layout config with the fields above
+        self.clip_prior = None
+        if not cfg.clip_prior:
+            return
+        if not cfg.cardinality or not cfg.delays:
+            raise ConfigError("layout.clip_prior needs a token codec (codes per codebook and codebooks are wired "
+                              "from it by vidmusic_core.model.build_model); latent codecs have no codes to predict")
+        self.clip_prior = ClipPrior(int(cfg.cond_dim), len(cfg.delays), int(cfg.cardinality), cfg.clip_prior_hidden)
+
+    def aux_loss(self, condition: Condition, music: MusicOutput) -> Tensor | None:
+        """The clip prior's cross-entropy on the clip's codes (``clip_prior``), else None."""
+        if self.clip_prior is None or not isinstance(music, MusicTokens):
+            return None
+        return self.clip_prior.loss(condition, music)
+
+    def logit_prior(self, condition: Condition) -> Tensor | None:
+        """``[B, K, V]`` log-probabilities the sampling loop adds to the logits (``clip_prior``), else None."""
+        return None if self.clip_prior is None else self.clip_prior.log_probs(condition)
