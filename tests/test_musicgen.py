@@ -493,7 +493,7 @@ def test_generate_long_ten_minute_video(tmp_path: Path) -> None:
     logs: list[str] = []
     res = generate_long(model, ToneCodec(), video, window_s=60.0, overlap_s=1.0, seed=3, progress=False,
                         out_wav=tmp_path / "long.wav", log=logs.append)
-    assert res.tokens.codes.shape == (1, K, 1200) and len(res.windows) == 11 and len(set(res.seeds)) == 11
+    assert res.music.codes.shape == (1, K, 1200) and len(res.windows) == 11 and len(set(res.seeds)) == 11
     assert "11 windows" in logs[0] and "decoding steps" in logs[0]
     assert res.peak_local_frames == 120  # one window of frames at 2 fps, whatever the video length
     for w, (dur, first_time, means) in zip(res.windows, seen):

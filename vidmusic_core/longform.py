@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -62,10 +62,11 @@ def plan_windows(n_frames: int, window: int, overlap: int) -> list[Window]:
 
 @dataclass
 class LongResult:
-    """``tokens``: ``MusicTokens [1, K, N]``; ``windows``; ``seeds`` (one per window); ``wav`` (or None);
-    ``peak_local_frames``: most local video frames held at once (flat in video length)."""
+    """``music``: every frame, ``MusicTokens [1, K, N]`` or ``MusicLatents [1, N, C]``; ``windows``; ``seeds``
+    (one per window); ``wav`` (or None); ``peak_local_frames``: most local video frames held at once (flat in
+    video length)."""
 
-    tokens: MusicTokens
+    music: MusicOutput
     windows: list[Window]
     seeds: list[int]
     wav: Optional[Path] = None
@@ -122,8 +123,8 @@ class AudioWindows:
     """Windows of audio frames (token or latent codecs): planned up front (:func:`plan_windows`), each continuing
     the last ``overlap_s`` of music as its ``request.prompt`` (``MusicTokens [1, K, P]`` or ``MusicLatents
     [1, P, C]``); the new frames are decoded in pieces of ``decode_s`` with up to ``decode_context_s`` of frames
-    either side. Keeps every frame so far (``codes`` int64 ``[1, K, n]``: 1 MB per 10 min; or ``latents`` float
-    ``[1, n, C]``)."""
+    either side. Keeps every frame so far in ``history``: int64 codes ``[1, K, n]`` (1 MB per 10 min) for a token
+    codec, float latents ``[1, n, C]`` for a latent one; :meth:`music` wraps it."""
 
     progress_unit = "window"
 
@@ -142,8 +143,9 @@ class AudioWindows:
         self.latent = codec.representation == "latents"
         self.delays = [0] if self.latent else effective_delays(codec.delays, codec.n_codebooks)
         self.windows = plan_windows(n_frames, W, O)
-        self.codes = torch.zeros(1, len(self.delays), 0, dtype=torch.long)  # all tokens so far [1, K, n]
-        self.latents = torch.zeros(1, 0, int(codec.latent_dim))  # or all latents so far [1, n, C]
+        self.history = (torch.zeros(1, 0, int(codec.latent_dim)) if self.latent  # all latents so far [1, n, C]
+                        else torch.zeros(1, len(self.delays), 0, dtype=torch.long))  # or all codes so far [1, K, n]
+        self._time_dim = 1 if self.latent else 2
         self.chunk = W if decode_s is None else max(1, int(round(decode_s * self.fr)))
         self.context = max(O, int(round(decode_context_s * self.fr)))
         self.steps = sum(w.end - w.start + max(self.delays) for w in self.windows)
@@ -160,25 +162,27 @@ class AudioWindows:
         t0, t1 = w.seconds(self.fr)
         prompt: Optional[MusicOutput] = None
         if w.prompt:
-            prompt = (MusicLatents(self.latents[:, -w.prompt:], None, self.fr) if self.latent
-                      else MusicTokens(self.codes[:, :, -w.prompt:], None, self.fr))
+            prompt = self.music(self.history.narrow(self._time_dim, self.history.shape[self._time_dim] - w.prompt,
+                                                    w.prompt))
         return Span(w.index, t0, t1, w.end - w.start, prompt=prompt)
 
     def finish(self, span: Span, music: MusicOutput, device: Any) -> tuple[list[Tensor], float]:
         """The new frames appended; their audio ``[C, L]`` pieces, and the progress made (one window)."""
         w = self.windows[span.index]
         self._next += 1
-        if isinstance(music, MusicLatents):
-            self.latents = torch.cat([self.latents, music.latents.float().cpu()], dim=1)
-        else:
-            self.codes = torch.cat([self.codes, music.codes.cpu()], dim=2)
-        history = self.latents if self.latent else self.codes
-        pieces = (list(decode_frames(self.codec, history, w.start, w.end, self.chunk, self.context, device))
+        new = music.latents.float() if isinstance(music, MusicLatents) else music.codes  # type: ignore[union-attr]
+        self.history = torch.cat([self.history, new.cpu()], dim=self._time_dim)
+        pieces = (list(decode_frames(self.codec, self.history, w.start, w.end, self.chunk, self.context, device))
                   if self.decode else [])
         if w.index == 0 and len(self.windows) > 1:
             rate = (w.end - w.start + max(self.delays)) / max(time.perf_counter() - self._t_start, 1e-9)
             self.log(f"long-form: {rate:.1f} steps/s -> about {math.ceil(self.steps / rate)} s in all")
         return pieces, 1.0
+
+    def music(self, frames: Optional[Tensor] = None) -> MusicOutput:
+        """``frames`` (default: the whole history) as ``MusicTokens`` or ``MusicLatents``, without a mask."""
+        frames = self.history if frames is None else frames
+        return MusicLatents(frames, None, self.fr) if self.latent else MusicTokens(frames, None, self.fr)
 
     def meta(self) -> dict[str, Any]:
         return {"window_seconds": self.window_s, "overlap_seconds": self.overlap_s}
@@ -260,8 +264,8 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
                   out_wav: Optional[PathLike] = None, progress: bool = True,
                   log: Optional[Callable[[str], None]] = None, decode_s: Optional[float] = 10.0,
                   decode_context_s: float = 1.0) -> LongResult:
-    """Music for the whole of ``video_path`` (or its first ``seconds``) with an audio-token codec, in windows of
-    ``window_s`` seconds with ``overlap_s`` seconds of token prompt (:class:`AudioWindows` through
+    """Music for the whole of ``video_path`` (or its first ``seconds``) with an audio codec (tokens or latents),
+    in windows of ``window_s`` seconds with ``overlap_s`` seconds of music prompt (:class:`AudioWindows` through
     :func:`generate_windows`). ``out_wav``: decode and write the audio there, window by window, in pieces of
     ``decode_s`` seconds (None: a window at once) each decoded with up to ``decode_context_s`` of codes either
     side. ``log``: where the cost estimate goes (default stderr)."""
@@ -271,7 +275,7 @@ def generate_long(model: Any, codec: Any, video_path: PathLike, window_s: float,
                           log or (lambda msg: print(msg, file=sys.stderr)), decode=out_wav is not None)
     run = generate_windows(model, codec, video_path, policy, seed=seed, sampling=sampling, text=text,
                            out_wav=out_wav, progress=progress)
-    return LongResult(MusicTokens(policy.codes, None, policy.fr), policy.windows, run.seeds, run.wav,
+    return LongResult(policy.music(), policy.windows, run.seeds, run.wav,
                       run.peak_local_frames, {"total": run.seconds})
 
 
