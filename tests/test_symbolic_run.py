@@ -210,8 +210,7 @@ def test_generate_command_with_a_symbolic_run(tmp_path):
 def test_warm_start_loads_the_named_parts_of_another_run(tmp_path):
     """train.init_from: e.g. a symbolic LM pretrained on corpus data, then trained with video."""
     from vidmusic_core import api
-    from vidmusic_core.checkpoint import load_weights
-    from vidmusic_core.training import TrainingError
+    from vidmusic_core.training import TrainingError, checkpoint_weights
 
     common = [f"run.root={tmp_path}", "data.toy_n=8"]
     first = compose(presets=["smoke"], sugar={"encoder": "lstv", "backbone": "musecoco"}, overrides=common + ["train.steps=3"])
@@ -220,7 +219,7 @@ def test_warm_start_loads_the_named_parts_of_another_run(tmp_path):
                      overrides=common + ["train.steps=1", "train.lr=0", "train.seed=5", f"train.init_from={a}",
                                          "train.init_modules=[backbone]"])
     b = api.run(second, progress=False, stages=("train",)).run_dir
-    wa, wb = (load_weights(d / "checkpoints" / "last" / "model.safetensors") for d in (a, b))
+    wa, wb = (checkpoint_weights(d / "checkpoints" / "last")[0] for d in (a, b))
     backbone = [k for k in wa if k.startswith("backbone.")]
     assert backbone and all(torch.equal(wa[k], wb[k]) for k in backbone)  # lr 0: exactly the loaded weights
     assert not torch.equal(wa["layout.visual_feature_proj.weight"], wb["layout.visual_feature_proj.weight"])

@@ -87,7 +87,9 @@ def test_two_process_ddp_replicas_identical(prepared):
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads((run_dir / "ddp.json").read_text())
     assert info["world_size"] == 2 and info["identical"] and len(info["param_checksums"]) == 2
-    assert (run_dir / "checkpoints" / "last" / "model.safetensors").is_file()
+    last = run_dir / "checkpoints" / "last"
+    # without EMA the weights are stored once, in the model directory generation loads
+    assert (last / "model" / "model_index.yaml").is_file() and not (last / "model.safetensors").exists()
 
 
 def test_two_process_fsdp_trains_resumes_and_saves_whole_weights(prepared):
@@ -176,7 +178,11 @@ def test_ema_weights_saved_and_used(prepared):
     run_dir = root / "ema"
     vm("train", *SMALL, f"data.root={data}", "train.steps=4", "train.ema=0.5", "--run-dir", str(run_dir))
     last = run_dir / "checkpoints" / "last"
-    raw, ema = load_weights(last / "model.safetensors"), load_weights(last / "ema.safetensors")
+    from vidmusic_core.model_dir import model_weights
+
+    # the model directory holds the average; the raw training weights (for resume) go beside it, once each
+    raw, ema = load_weights(last / "model.safetensors"), model_weights(last / "model")
+    assert not (last / "ema.safetensors").exists()
     key = next(k for k in ema if "llm_decoder.weight" in k)
     assert not torch.equal(raw[key], ema[key])  # the average lags the weights
     from vidmusic_core.runs import load_trained

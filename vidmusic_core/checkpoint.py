@@ -107,20 +107,30 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
     module.load_state_dict(state, strict=True)
 
 
-def load_component(path: str | os.PathLike[str], expected_kind: str | None = None) -> torch.nn.Module:
-    """Build a component from ``config.yaml`` through the registry and load ``model.safetensors`` strictly."""
+def read_component_meta(path: str | os.PathLike[str], expected_kind: str | None = None) -> dict[str, Any]:
+    """The ``config.yaml`` of a component directory (``kind``, ``name``, ``config``), checked for its kind."""
+    cfg_file = Path(path) / CONFIG_NAME
+    if not cfg_file.is_file():
+        raise CheckpointError(f"{Path(path)} has no {CONFIG_NAME}; expected a directory written by save_component")
+    meta = OmegaConf.to_container(OmegaConf.load(cfg_file))
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{cfg_file} is not a mapping; expected the kind/name/config written by save_component")
+    if expected_kind is not None and meta.get("kind") != expected_kind:
+        raise CheckpointError(f"{cfg_file} holds a {meta.get('kind')!r}, expected a {expected_kind!r}")
+    return meta  # type: ignore[return-value]
+
+
+def load_component(path: str | os.PathLike[str], expected_kind: str | None = None,
+                   meta: dict[str, Any] | None = None) -> torch.nn.Module:
+    """Build a component from ``config.yaml`` (or its already-read ``meta``, :func:`read_component_meta`) through
+    the registry and load ``model.safetensors`` strictly."""
     from .config import component_config  # local: config imports the registry
     from .plugins import get_component
 
     d = Path(path)
     cfg_file = d / CONFIG_NAME
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{d} has no {CONFIG_NAME}; expected a directory written by save_component")
-    meta = OmegaConf.to_container(OmegaConf.load(cfg_file))
-    assert isinstance(meta, dict)
+    meta = read_component_meta(d, expected_kind) if meta is None else meta
     kind, name = meta.get("kind"), meta.get("name")
-    if expected_kind is not None and kind != expected_kind:
-        raise CheckpointError(f"{cfg_file} holds a {kind!r}, expected a {expected_kind!r}")
     comp = get_component(str(kind), str(name))
     cfg = component_config(comp, meta.get("config") or {}, where=str(cfg_file))
     cfg = resolve_paths(cfg, d)  # relative path fields in config.yaml: relative to its directory

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from omegaconf import OmegaConf
 
-from .checkpoint import CONFIG_NAME, atomic_path, load_component, save_component
+from .checkpoint import CONFIG_NAME, atomic_path, load_component, read_component_meta, save_component
 from .errors import CheckpointError, ConfigError
 from .model import VidMusicModel
 
@@ -119,9 +119,10 @@ class VidMusicPipeline:
         for section in SECTIONS:
             entry = index["components"][section]
             sub = d / str(entry["path"])
-            parts[section] = load_component(sub, expected_kind=section)
+            meta = read_component_meta(sub, expected_kind=section)
+            parts[section] = load_component(sub, meta=meta)
             names[section] = str(entry["name"])
-            configs[section] = OmegaConf.to_container(OmegaConf.load(sub / CONFIG_NAME)).get("config")  # type: ignore[union-attr]
+            configs[section] = meta.get("config")
         model = VidMusicModel(parts["encoder"], parts["layout"], parts["backbone"],
                               {k: names[k] for k in ("encoder", "layout", "backbone")}, {})
         model.backbone.check_codec(parts["codec"])

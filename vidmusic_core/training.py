@@ -2,8 +2,9 @@
 torchrun, atomic checkpoints and exact resume.
 
 A run directory holds ``config.yaml`` (the resolved run config), ``metrics.jsonl`` (one JSON line per
-logged step) and ``checkpoints/last/`` = ``model.safetensors`` (all weights of the model) +
-``train_state.pt`` (optimizer, scheduler, RNG states, step; read with ``torch.load(weights_only=True)``).
+logged step) and ``checkpoints/last/`` = ``model/`` (the model directory generation loads, the fitted codec
+included) + ``train_state.pt`` (optimizer, scheduler, RNG states, step; read with ``torch.load(weights_only=True)``)
++ with EMA on, ``model.safetensors`` (the raw training weights; the directory holds the average).
 A checkpoint directory is written beside the old one and swapped in by rename, so a crash never leaves
 a half-written checkpoint. ``train.fsdp=true`` under torchrun shards parameters, gradients and optimizer
 state (PyTorch FSDP2, one unit at the model root); checkpoints still hold whole tensors. ``resume``
@@ -34,6 +35,7 @@ from .data.manifest import MANIFEST_NAME, read_manifest
 from .data.prepare import cache_root, codec_store_dir, data_root, encoder_store_dir
 from .errors import VidmusicError
 from .model import VidMusicModel, build_model
+from .model_dir import MODEL_INDEX
 from .components import MusicCodec
 
 CKPT_DIR = "checkpoints"
@@ -240,18 +242,20 @@ class ModelDirSpec:
 
 def _atomic_checkpoint(run_dir: Path, model_state: dict[str, torch.Tensor], state: dict[str, Any],
                        ema: dict[str, torch.Tensor] | None = None, model_dir: "ModelDirSpec | None" = None) -> Path:
-    """``checkpoints/last/``: the training weights, EMA, optimizer/RNG state and (``model_dir``) the model
-    directory that generation loads (EMA weights when on), all swapped in at once."""
+    """``checkpoints/last/``: the model directory that generation loads (``model/``, the EMA weights when EMA is on),
+    the optimizer/RNG state, and the raw training weights as ``model.safetensors`` only where they differ from the
+    directory's (EMA on, or no ``model_dir``), all swapped in at once: each tensor is stored once."""
     ckpts = run_dir / CKPT_DIR
     ckpts.mkdir(parents=True, exist_ok=True)
     tmp, last, old = ckpts / "last.tmp", ckpts / "last", ckpts / "last.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_weights(model_state, tmp / "model.safetensors")
-    if ema is not None:
-        save_weights(ema, tmp / EMA_NAME)
     if model_dir is not None:
         model_dir.write(tmp / "model", {**model_state, **(ema or {})}, int(state["step"]))
+    if model_dir is None or ema is not None:
+        save_weights(model_state, tmp / "model.safetensors")
+    if model_dir is None and ema is not None:
+        save_weights(ema, tmp / EMA_NAME)
     torch.save(_canonical(state), tmp / STATE_NAME)
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -276,9 +280,25 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     """``checkpoints/last`` (or ``last.old`` when a crash hit between the two renames)."""
     for name in ("last", "last.old"):
         p = run_dir / CKPT_DIR / name
-        if (p / STATE_NAME).is_file() and (p / "model.safetensors").is_file():
+        if (p / STATE_NAME).is_file() and ((p / "model.safetensors").is_file() or (p / "model" / MODEL_INDEX).is_file()):
             return p
     return None
+
+
+def checkpoint_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """The training weights of checkpoint ``ckpt`` and its EMA weights (None without EMA), named as in
+    ``VidMusicModel``: from ``model.safetensors`` where it is there (EMA on, or a checkpoint from before model
+    directories), else from the model directory ``model/``, which then holds the EMA weights."""
+    from .model_dir import model_weights
+
+    raw, in_dir = ckpt / "model.safetensors", (ckpt / "model" / MODEL_INDEX).is_file()
+    if not raw.is_file():
+        weights = model_weights(ckpt / "model")
+        assert weights is not None, ckpt
+        return weights, None
+    if in_dir:
+        return load_weights(raw), model_weights(ckpt / "model")
+    return load_weights(raw), load_weights(ckpt / EMA_NAME) if (ckpt / EMA_NAME).is_file() else None
 
 
 def warm_start(model: nn.Module, source: str | Path, modules: Sequence[str] = ()) -> str:
@@ -293,7 +313,9 @@ def warm_start(model: nn.Module, source: str | Path, modules: Sequence[str] = ()
     if imported is not None:
         state = imported
     elif src.is_dir() and latest_checkpoint(src) is not None:
-        src = latest_checkpoint(src) / "model.safetensors"  # type: ignore[operator]
+        src = latest_checkpoint(src)  # type: ignore[assignment]
+        imported = checkpoint_weights(src)[0]
+        state = imported
     elif src.is_dir():
         src = src / "model.safetensors"
     if imported is None and not src.is_file():
@@ -362,8 +384,10 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     metrics_path = run_dir / "metrics.jsonl"
     ckpt = latest_checkpoint(run_dir) if resume else None
     state = None
+    ckpt_ema = None
     if ckpt is not None:  # weights go into the whole (unsharded) model first
-        load_state_strict(model, load_weights(ckpt / "model.safetensors"), str(ckpt))
+        ckpt_weights, ckpt_ema = checkpoint_weights(ckpt)
+        load_state_strict(model, ckpt_weights, str(ckpt))
         state = torch.load(ckpt / STATE_NAME, map_location="cpu", weights_only=True)
     elif tc.init_from:
         msg = warm_start(model, tc.init_from, list(tc.init_modules))
@@ -400,8 +424,8 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
         if rank == 0:
             _truncate_metrics(metrics_path, step)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()} if tc.ema > 0 else None
-    if ema is not None and ckpt is not None and (ckpt / EMA_NAME).is_file():
-        ema = {k: v.to(device) for k, v in load_weights(ckpt / EMA_NAME).items()}
+    if ema is not None and ckpt is not None and ckpt_ema is not None:
+        ema = {k: ckpt_ema[k].to(device) for k in ema}
     ddp_model: nn.Module = model
     if world > 1 and not fsdp:
         from torch.nn.parallel import DistributedDataParallel
