@@ -311,6 +311,76 @@ def test_import_musicgen_directory(tmp_path: Path, composite: bool) -> None:
         assert (tmp_path / "cli" / "model.safetensors").is_file()
 
 
+def _write_hf_composite(path: Path, seed: int = 0) -> torch.nn.Module:
+    """A real tiny ``MusicgenForConditionalGeneration.save_pretrained`` directory: T5 + EnCodec (32 kHz, K x V at
+    50 Hz) + the decoder, every tensor random."""
+    import numpy as np
+    from transformers import EncodecConfig, MusicgenConfig, MusicgenForConditionalGeneration, T5Config
+
+    torch.manual_seed(seed)
+    dec = MusicgenDecoderConfig(vocab_size=V, max_position_embeddings=256, num_hidden_layers=L, ffn_dim=4 * D,
+                                num_attention_heads=H, hidden_size=D, num_codebooks=K, audio_channels=1,
+                                pad_token_id=V, bos_token_id=V, dropout=0.0)
+    enc = EncodecConfig(sampling_rate=32000, codebook_size=V, num_filters=8, hidden_size=16, codebook_dim=16,
+                        num_lstm_layers=1, upsampling_ratios=[8, 5, 4, 4],
+                        target_bandwidths=[K * 50 * int(np.ceil(np.log2(V))) / 1000], use_causal_conv=False,
+                        use_conv_shortcut=False)
+    t5 = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2)
+    hf = MusicgenForConditionalGeneration(MusicgenConfig(text_encoder=t5, audio_encoder=enc, decoder=dec)).eval()
+    _randomize_norms(hf.decoder)
+    hf.save_pretrained(path)
+    return hf
+
+
+def test_import_musicgen_composite_is_an_unconditional_model_directory(tmp_path: Path) -> None:
+    """A composite MusicGen directory with its EnCodec imports as a whole model directory: upstream's
+    unconditional logits (all-zero memory, the null condition) and EnCodec decode, and it generates after a move."""
+    import numpy as np
+    import soundfile as sf
+
+    from omegaconf import OmegaConf
+
+    import vidmusic as vm
+    from vidmusic_core.video import write_video
+
+    hf = _write_hf_composite(tmp_path / "hf")
+    exe = Path(sys.executable).with_name("vidmusic")
+    vidmusic = str(exe) if exe.exists() else shutil.which("vidmusic") or "vidmusic"
+    res = subprocess.run([vidmusic, "import", "musicgen", str(tmp_path / "hf"), "-o", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "whole model directory (unconditional MusicGen" in res.stdout + res.stderr
+    index = OmegaConf.to_container(OmegaConf.load(tmp_path / "out" / "model_index.yaml"))
+    assert index["components"]["backbone"] == {"name": "musicgen", "path": "."}  # init_from=OUT still finds it
+    assert index["generate"]["top_k"] == 250 and index["generate"]["overlap_seconds"] == 12.0
+
+    moved = tmp_path / "elsewhere" / "musicgen"
+    moved.parent.mkdir()
+    shutil.move(str(tmp_path / "out"), str(moved))
+    shutil.rmtree(tmp_path / "hf")
+    pipe = vm.load(moved, device="cpu")
+    codes = torch.randint(0, V, (1, K, 7), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        cond = pipe.model.encoder.forward_features({}, None)
+        mem, mem_mask = pipe.model.layout.memory(cond)
+        assert mem.shape == (1, 1, D) and not mem.any()  # the null condition
+        got = pipe.model.backbone(BackboneInput(pipe.model.backbone.embed(codes), torch.ones(1, 7, dtype=torch.bool),
+                                                memory=mem, memory_mask=mem_mask)).logits
+        want = hf.decoder(input_ids=codes.reshape(K, 7), encoder_hidden_states=torch.zeros(1, 1, D),
+                          encoder_attention_mask=torch.zeros(1, 1, dtype=torch.long)).logits.reshape(1, K, 7, V)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        audio = pipe.codec.decode(MusicTokens(codes, None, 50.0))
+        ref = hf.audio_encoder.decode(codes[None], [None]).audio_values
+        torch.testing.assert_close(audio, ref)
+    rng = np.random.default_rng(0)
+    video = write_video(tmp_path / "clip.mp4", rng.integers(0, 255, (24, 32, 32, 3)).astype(np.uint8), 12)
+    res = subprocess.run([vidmusic, "generate", str(video), "--model", str(moved), "-o", str(tmp_path / "gen"),
+                          "--seed", "3"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wav, sr = sf.read(str(tmp_path / "gen" / "clip.wav"))
+    assert sr == 32000 and abs(len(wav) / sr - 2.0) < 0.02 and np.isfinite(wav).all() and np.abs(wav).max() > 1e-4
+
+
 def test_import_musicgen_reports_bad_keys(tmp_path: Path) -> None:
     hf, _ = _hf_pair()
     src = _write_hf_dir(tmp_path / "hf", hf, composite=False)

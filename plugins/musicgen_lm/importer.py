@@ -2,9 +2,14 @@
 
 ``vidmusic import musicgen DIR -o OUT``: a transformers MusicGen directory (``config.json`` with
 ``model_type`` ``musicgen`` or ``musicgen_decoder`` + ``model.safetensors`` / ``pytorch_model.bin``, sharded
-or not). Only the decoder is read (T5 and EnCodec tensors are skipped unread); its names are mapped back to
-audiocraft's by inverting transformers' ``convert_musicgen_transformers.py`` (``rename_keys`` + the q/k/v
-split of ``in_proj_weight``). Writes one ``musicgen`` backbone component to ``OUT``.
+or not). The decoder's names are mapped back to audiocraft's by inverting transformers'
+``convert_musicgen_transformers.py`` (``rename_keys`` + the q/k/v split of ``in_proj_weight``); T5 and
+``enc_to_dec_proj`` are skipped unread. A composite directory (``MusicgenForConditionalGeneration``) with a
+mono EnCodec ``audio_encoder`` makes ``OUT`` a whole model directory: **unconditional MusicGen** (the ``none``
+encoder, a ``cross`` layout whose zero projection gives the all-zero memory that is MusicGen's null
+condition, the backbone at the top of ``OUT``, the EnCodec in ``codec/``, audiocraft's sampling defaults in
+``model_index.yaml``), the baseline a video model is compared with and a start for ``train.init_from``.
+A decoder-only directory writes the ``musicgen`` backbone component alone to ``OUT``.
 
 ``vidmusic import vidmuse_full state_dict.bin -o OUT``: the whole VidMuse model. The visual keys go through
 the registered ``vidmuse`` importer (plugin ``vidmuse_lstv``); the LM keys (``emb``, ``transformer``,
@@ -29,8 +34,8 @@ from typing import Any, Optional
 import torch
 from omegaconf import OmegaConf
 
-from vidmusic_core import (CheckpointError, ImportReport, atomic_path, get_component, save_component,
-                           write_model_index)
+from vidmusic_core import (CheckpointError, ImportReport, atomic_path, get_component, load_state_strict,
+                           save_component, write_model_index)
 
 from .backbone import DTYPES, MusicgenBackbone, MusicgenLMConfig
 
@@ -165,9 +170,10 @@ class MusicgenImportConfig:
     allow_partial: bool = False
 
 
-def _read_hf_decoder_weights(model_dir: Path, composite: bool) -> dict[str, torch.Tensor]:
-    """Decoder tensors of a transformers directory, names without the composite ``decoder.`` prefix."""
-    prefix = "decoder." if composite else ""
+def _read_hf_decoder_weights(model_dir: Path, composite: bool, prefix: str = "decoder.") -> dict[str, torch.Tensor]:
+    """Decoder tensors of a transformers directory, names without the composite ``decoder.`` prefix (``prefix``:
+    another part of a composite directory, e.g. ``audio_encoder.``)."""
+    prefix = prefix if composite else ""
 
     def wanted(k: str) -> bool:
         return k.startswith(prefix) if composite else not k.startswith(("text_encoder.", "audio_encoder.", "enc_to_dec_proj."))
@@ -244,18 +250,70 @@ def import_musicgen(source: Path, out_dir: Path, cfg: Optional[MusicgenImportCon
         for r in audio.get("upsampling_ratios", []):
             hop *= int(r)
         report.notes.append(f"codec: EnCodec {audio.get('sampling_rate')} Hz, {bcfg.n_codebooks} x "
-                            f"{audio.get('codebook_size')}, {audio.get('sampling_rate', 0) / max(hop, 1):g} frames/s "
-                            f"(not imported: use an encodec codec from a local directory); delays [0, 1, 2, 3]")
+                            f"{audio.get('codebook_size')}, {audio.get('sampling_rate', 0) / max(hop, 1):g} frames/s, "
+                            "delays [0, 1, 2, 3]")
     report.notes.append(f"decoder: D {D}, {bcfg.layers} layers, {bcfg.heads} heads, K {bcfg.n_codebooks}, "
-                        f"V {bcfg.audio_vocab}; T5 text encoder, EnCodec and enc_to_dec_proj skipped (the cross "
+                        f"V {bcfg.audio_vocab}; T5 text encoder and enc_to_dec_proj skipped (the cross "
                         "layout's visual_feature_proj replaces enc_to_dec_proj)")
     if not report.ok and not cfg.allow_partial:
         report.notes.append(f"nothing written to {out_dir} because of the mismatches above (allow_partial=true "
                             "writes the model anyway, with random weights where keys are missing)")
         return report
     _load_into(model, state)
+    codec = _composite_codec(model_dir, conf, model, report) if mtype == "musicgen" else None
     save_component(out_dir, model, "backbone", "musicgen", bcfg)
+    if codec is None:
+        return report
+    _write_unconditional(out_dir, model, codec, conf["audio_encoder"])
+    report.notes.append(f"whole model directory (unconditional MusicGen: no text encoder): vidmusic generate VIDEO "
+                        f"--model {out_dir}; or train from it with train.init_from={out_dir}")
     return report
+
+
+def _composite_codec(model_dir: Path, conf: dict[str, Any], backbone: MusicgenBackbone, report: ImportReport) -> Any:
+    """The ``encodec`` codec of a composite directory's ``audio_encoder`` (its config + ``audio_encoder.*``
+    tensors), or None with a note on why the import stays one component."""
+    import tempfile
+
+    audio = dict(conf.get("audio_encoder") or {})
+    if int(audio.get("audio_channels", 1)) != 1 or backbone.n_codebooks != 4:
+        report.notes.append("one component only: a whole model directory needs a mono EnCodec with 4 codebooks")
+        return None
+    tensors = _read_hf_decoder_weights(model_dir, composite=True, prefix="audio_encoder.")
+    encodec = get_component("codec", "encodec").factory
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.json").write_text(json.dumps(audio))
+        try:
+            codec = encodec.for_codebooks(Path(tmp), backbone.n_codebooks, [0, 1, 2, 3])
+            load_state_strict(codec.model, tensors, f"{model_dir} audio_encoder.*")
+        except (CheckpointError, ValueError, TypeError, KeyError) as exc:
+            report.notes.append(f"one component only: the audio_encoder does not load as an EnCodec ({exc})")
+            return None
+    if codec.cardinality != backbone.cardinality:
+        report.notes.append(f"one component only: the audio_encoder has {codec.cardinality} codes per codebook, "
+                            f"the decoder predicts {backbone.cardinality}")
+        return None
+    return codec
+
+
+#: audiocraft's MusicGen.set_generation_params defaults (audiocraft/models/musicgen.py): top-k 250, temperature 1,
+#: 30 s windows extended with a stride of 18 s (12 s of prompt). No condition, so no guidance (cfg_coef 1).
+UNCONDITIONAL_GENERATE = {"top_k": 250, "temperature": 1.0, "cfg_coef": 1.0, "window_seconds": 30.0,
+                          "overlap_seconds": 12.0}
+
+
+def _write_unconditional(out_dir: Path, backbone: MusicgenBackbone, codec: Any, audio_config: dict[str, Any]) -> None:
+    """``encoder/`` (``none``), ``layout/`` (cross, zero projection), ``codec/`` and ``model_index.yaml``
+    (the backbone is at the top of ``out_dir``, where a one-component import has it)."""
+    enc = get_component("encoder", "none")
+    save_component(out_dir / "encoder", enc.build(enc.default_config()), "encoder", "none", enc.default_config())
+    _write_layout(out_dir / "layout", backbone, [0, 1, 2, 3], cond_dim=1)
+    (out_dir / "codec" / "hf").mkdir(parents=True, exist_ok=True)
+    (out_dir / "codec" / "hf" / "config.json").write_text(json.dumps(audio_config))
+    save_component(out_dir / "codec", codec, "codec", "encodec", dataclasses.replace(codec.cfg, weights="hf"))
+    write_model_index(out_dir, {"encoder": "none", "layout": "cross", "backbone": "musicgen", "codec": "encodec"},
+                      UNCONDITIONAL_GENERATE, {"imported": "musicgen", "conditioning": "none (unconditional)"},
+                      paths={"backbone": "."})
 
 
 # -- VidMuse (state_dict.bin: LSTV + LM) -------------------------------------------------------------
@@ -345,16 +403,20 @@ def _vidmuse_settings(path: Path, xp: Any, bcfg: MusicgenLMConfig) -> dict[str, 
     }
 
 
-def _write_layout(out: Path, backbone: MusicgenBackbone, delays: list[int]) -> None:
-    """The cross layout VidMuse implies: no projection (LSTV projects), bos = the all-special frame."""
+def _write_layout(out: Path, backbone: MusicgenBackbone, delays: list[int], cond_dim: Optional[int] = None) -> None:
+    """The cross layout VidMuse implies: no projection (LSTV projects), bos = the all-special frame. ``cond_dim``:
+    a zero projection from that width instead (the memory is all zeros: MusicGen's null condition)."""
     comp = get_component("layout", "cross")
     lcfg = comp.default_config()
-    values = {"project": False, "reduce": "none", "train_eos": False, "cond_dim": backbone.width, "width": backbone.width,
-              "delays": list(delays), "frame_rate": 50.0}
+    values = {"project": cond_dim is not None, "reduce": "none", "train_eos": False,
+              "cond_dim": cond_dim or backbone.width, "width": backbone.width, "delays": list(delays), "frame_rate": 50.0}
     lcfg = dataclasses.replace(lcfg, **{k: v for k, v in values.items() if hasattr(lcfg, k)})
     layout = comp.build(lcfg)
     with torch.no_grad():
         layout.bos.copy_(backbone.special_embedding().float())
+        if cond_dim is not None:
+            layout.visual_feature_proj.weight.zero_()
+            layout.visual_feature_proj.bias.zero_()
     save_component(out, layout, "layout", comp.name, lcfg)
 
 

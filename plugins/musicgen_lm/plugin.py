@@ -2,7 +2,8 @@
 
 - backbone ``musicgen`` (alias ``vidmuse_lm``): MusicGen's / VidMuse's cross-attention decoder over K
   codebooks (:class:`musicgen_lm.backbone.MusicgenBackbone`), layout ``cross``;
-- importer ``musicgen``: a transformers MusicGen directory -> ``musicgen`` backbone
+- importer ``musicgen``: a transformers MusicGen directory -> ``musicgen`` backbone (with its EnCodec: a whole,
+  unconditional model directory)
   (:func:`musicgen_lm.importer.import_musicgen`);
 - importer ``vidmuse_full``: a VidMuse ``state_dict.bin`` -> ``encoder/`` (through the ``vidmuse``
   importer) + ``layout/`` + ``backbone/`` (:func:`musicgen_lm.importer.import_vidmuse_full`).
