@@ -7,7 +7,9 @@ at a random offset, smeared and mixed with noise at 10 dB SNR; the video panned,
 brightness), it runs the default trackers (librosa beats/downbeats, Krumhansl key, motion cuts) and the
 judges (madmom beats/downbeats/key, TransNetV2 cuts; BeatNet with ``--beatnet``) on the same inputs and
 prints, per set: beat and downbeat F1 (±70 ms) between default and judge and of each against the
-ground truth, key agreement, and cut F1 (±0.1 s). ``docs/metrics.md`` records one run of it.
+ground truth, the bar position each tracker puts the downbeat on (0 = the label's; toy music does not
+mark the bar audibly, see docs/metrics.md), key agreement, and cut F1 (±0.1 s). ``docs/metrics.md``
+records one run of it.
 """
 from __future__ import annotations
 
@@ -67,6 +69,16 @@ def f1(ref: np.ndarray, est: np.ndarray, window: float) -> float:
     return f_measure(np.asarray(ref), np.asarray(est), window)[2]
 
 
+def bar_offset(gt_beats: np.ndarray, gt_downbeats: np.ndarray, est_downbeats: np.ndarray) -> int | None:
+    """Beats (0-3) by which the estimated bar line sits after the labelled one: the most common bar position of
+    the estimated downbeats that fall within 70 ms of a labelled beat (None: none does)."""
+    if not len(gt_downbeats) or not len(gt_beats):
+        return None
+    first = int(np.argmin(np.abs(gt_beats - gt_downbeats[0])))
+    idx = [int(np.argmin(np.abs(gt_beats - d))) for d in est_downbeats if np.abs(gt_beats - d).min() < 0.07]
+    return int(np.bincount([(i - first) % 4 for i in idx], minlength=4).argmax()) if idx else None
+
+
 def score_set(root: Path, beatnet: bool) -> dict[str, float]:
     import soundfile as sf
 
@@ -97,6 +109,11 @@ def score_set(root: Path, beatnet: bool) -> dict[str, float]:
         add("downbeat F1 librosa vs madmom", f1(md, ld, 0.07))
         add("downbeat F1 librosa vs truth", f1(gt_d, ld, 0.07))
         add("downbeat F1 madmom vs truth", f1(gt_d, md, 0.07))
+        for name, est in (("librosa", ld), ("madmom", md)):  # the bar position it puts the downbeat on
+            off = bar_offset(gt_b, gt_d, est)
+            add(f"downbeats {name}: on the bar line (share of clips)", off == 0)
+            add(f"downbeats {name}: on the half bar, 2 beats off", off == 2)
+            add(f"downbeats {name}: 1 or 3 beats off", off in (1, 3))
         if beatnet:
             bb, bd = track_beats(y, sr, "beatnet")
             add("beat F1 beatnet vs madmom", f1(mb, bb, 0.07))

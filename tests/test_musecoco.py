@@ -415,6 +415,78 @@ def test_import_tiny_fairseq_checkpoint(tmp_path):
         import_musecoco(tmp_path / "unsafe.pt", tmp_path / "x", MusecocoImportConfig())
 
 
+def test_import_is_an_attribute_to_music_model_directory(tmp_path):
+    """The import is a whole model directory: the ``musecoco_prompt`` layout feeds upstream's ``</s>`` first (logits =
+    the fairseq forward), the core's generation loop decodes what upstream-style ``generate_from_attributes``
+    decodes (greedy), and ``vidmusic generate --model`` works on the moved directory."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import soundfile as sf
+
+    import vidmusic
+    from vidmusic_core import GenerationRequest, SamplingConfig
+    from musecoco_symbolic.policy import MIN_MUSIC_TOKENS
+    from vidmusic_core.video import write_video
+
+    ours = Vocab(musecoco_symbols())
+    D, H, F_, L = 24, 4, 40, 2
+    st = fairseq_state(len(ours), D, H, F_, L, seed=3)
+    args = argparse.Namespace(decoder_layers=L, decoder_embed_dim=D, decoder_attention_heads=H, decoder_ffn_embed_dim=F_,
+                              decoder_normalize_before=True, no_decoder_final_norm=False, activation_fn="gelu")
+    torch.save({"args": args, "model": st}, tmp_path / "attribute2music.pt")
+    exe = Path(sys.executable).with_name("vidmusic")
+    cli = str(exe) if exe.exists() else shutil.which("vidmusic") or "vidmusic"
+    res = subprocess.run([cli, "import", "musecoco", str(tmp_path / "attribute2music.pt"), "-o", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "whole model directory (attributes -> music" in res.stdout + res.stderr
+    moved = tmp_path / "moved"
+    shutil.move(str(tmp_path / "out"), str(moved))
+    pipe = vidmusic.load(moved, device="cpu")
+    assert pipe.names == {"encoder": "none", "layout": "musecoco_prompt", "backbone": "musecoco", "codec": "remi"}
+    bb, layout = pipe.model.backbone, pipe.model.layout
+
+    values = na_values()
+    values.update(T1s1=1, K1=0)
+    tokens = values_to_tokens(values) + [SEP] + ["s-9", "t-30", "o-0", "i-0", "p-60", "d-12", "v-20", "b-1"]
+    with torch.no_grad():
+        cond = pipe.model.encoder.forward_features({}, None)
+        prompt = layout.prompt(bb, cond)
+        assert prompt.inputs_embeds.shape == (1, 1, D) and prompt.music_start == 1
+        x = torch.cat([prompt.inputs_embeds, bb.embed(torch.tensor([[ours.encode(tokens)]]))], dim=1)
+        got = bb(BackboneInput(x, torch.ones(1, x.shape[1], dtype=torch.bool), music_start=1)).logits[:, 0]
+    want = fairseq_reference(st, torch.tensor([ours.encode(["</s>"] + tokens)]), len(tokens) - 8, H)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+
+    rng = np.random.default_rng(0)
+    video = write_video(tmp_path / "clip.mp4", rng.integers(0, 255, (48, 32, 32, 3)).astype(np.uint8), 12)
+    budget = 140  # prefix (63 attributes + <sep>) + 76 music tokens
+    out = pipe.generate([video], tmp_path / "gen", progress=False,
+                        overrides=["generate.top_k=1", f"generate.max_tokens={budget}", "generate.attributes={T1s1: 1, K1: 0}"])
+    assert out[0].meta["attributes"]["T1s1"] == 1 and out[0].meta["attributes"]["K1"] == 0
+    # the core's one generation path (codec rules, then the backbone's loop), greedy, against upstream's decoding
+    request = GenerationRequest(cond, budget, [0], SamplingConfig(top_k=1), seconds=torch.tensor([4.0]),
+                                options={"attributes": dict(values), "max_tokens": budget})  # every key set
+    request = pipe.codec.plan_request(request, layout, [video], [(0.0, 4.0)])
+    row = bb.generate(layout, request, pipe.codec).codes[0, 0].tolist()
+    assert row[:PREFIX_LENGTH] == ours.encode(values_to_tokens(values) + [SEP])
+    upstream = generate_from_attributes(bb, [values], max_tokens=budget - PREFIX_LENGTH, min_tokens=MIN_MUSIC_TOKENS,
+                                        top_k=1, seeds=[0])[0]
+    music = row[PREFIX_LENGTH:]
+    music = music[:music.index(bb.eos_id)] if bb.eos_id in music else music
+    assert len(upstream) >= MIN_MUSIC_TOKENS and music == upstream
+
+    res = subprocess.run([cli, "generate", str(video), "--model", str(moved), "-o", str(tmp_path / "cli_gen"),
+                          "--set", "generate.max_tokens=140", "--set", "generate.attributes={T1s1: 1}"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wav, sr = sf.read(str(tmp_path / "cli_gen" / "clip.wav"))
+    assert (tmp_path / "cli_gen" / "clip.mid").is_file() and np.isfinite(wav).all() and abs(len(wav) / sr - 4.0) < 0.05
+
+
 def test_sinusoids_match_fairseq_formula():
     rows = torch.tensor([1, 2, 3, 50])
     emb = sinusoid_rows(rows, 10)

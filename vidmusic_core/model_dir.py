@@ -213,8 +213,8 @@ def find_model_dir(path: str | Path) -> Path:
             raise CheckpointError(
                 f"{p} holds one component (a {meta['kind']} {meta.get('name')!r}, as `vidmusic import` writes for a "
                 f"part), not a whole model (no {MODEL_INDEX}): train with it (train.init_from={p}) or import a whole "
-                "model (vidmuse_full with codec_dir=, inspiremusic with its wavtokenizer/, musicgen of a directory with "
-                "its EnCodec audio_encoder)")
+                "model (vidmuse_full with codec_dir=, inspiremusic with its wavtokenizer/, musecoco, musicgen of a "
+                "directory with its EnCodec audio_encoder)")
     raise CheckpointError(f"{p} is not a model directory (no {MODEL_INDEX}); give a directory written by training "
                           f"(RUN_DIR or RUN_DIR/{RUN_MODEL}), by `vidmusic import` or by VidMusicPipeline.save")
 

@@ -192,7 +192,7 @@ class MusecocoBackbone(TokenLM):
     """
 
     Config = MusecocoConfig
-    supported_layouts = ("prefix", "attribute_head")
+    supported_layouts = ("prefix", "attribute_head", "musecoco_prompt")
     # what `vidmusic run --backbone musecoco` needs instead of the embedded (audio) default: the remi
     # codec, the video as a pooled prefix before the attributes, the LM also learning to predict the
     # attributes from the video (attribute_loss), MuseCoco's sampling (top-k 15, T 1.0), MIDI metrics

@@ -1,4 +1,6 @@
-"""``vidmusic import musecoco CHECKPOINT -o OUT``: MuseCoco's fairseq checkpoint -> a ``musecoco`` backbone.
+"""``vidmusic import musecoco CHECKPOINT -o OUT``: MuseCoco's fairseq checkpoint -> a ``musecoco`` backbone at the
+top of ``OUT``, which is also an attribute-to-music model directory (``none`` encoder, ``musecoco_prompt`` layout,
+``remi`` codec with the upstream vocabulary; :func:`_write_model_dir`).
 
 Upstream (microsoft/muzic ``musecoco/2-attribute2music_model``) saves fairseq 0.10.2 checkpoints:
 ``{"args": argparse.Namespace, "model": state dict, "optimizer_history": [...], "extra_state": {...},
@@ -20,6 +22,7 @@ reordered to our ``musecoco`` ids; our symbols missing from the dict are reporte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import shutil
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from typing import Any, Optional
 
 import torch
 
-from vidmusic_core import CheckpointError, ImportReport, save_component
+from vidmusic_core import CheckpointError, ImportReport, get_component, save_component, write_model_index
 
 from .backbone import PRESETS, MusecocoBackbone, MusecocoConfig
 from .vocab import Vocab, musecoco_symbols
@@ -162,7 +165,7 @@ def layer_norm_placement(args: Any, state: dict[str, torch.Tensor], where: Path,
 
 
 def import_musecoco(source: Path, out_dir: Path, cfg: Optional[MusecocoImportConfig] = None) -> ImportReport:
-    """Convert a MuseCoco attribute-to-music checkpoint into a ``musecoco`` backbone checkpoint."""
+    """Convert a MuseCoco attribute-to-music checkpoint into a ``musecoco`` backbone and a model directory."""
     cfg = cfg or MusecocoImportConfig()
     source, out_dir = Path(source), Path(out_dir)
     if source.is_dir():
@@ -221,4 +224,33 @@ def import_musecoco(source: Path, out_dir: Path, cfg: Optional[MusecocoImportCon
     save_component(out_dir, model, "backbone", "musecoco", bcfg)
     if dict_path.is_file():
         shutil.copyfile(dict_path, out_dir / "dict.txt")
+    _write_model_dir(out_dir, model)
+    report.notes.append(f"whole model directory (attributes -> music, upstream's prompt; the video sets the length): "
+                        f"vidmusic generate VIDEO --model {out_dir} --set 'generate.attributes={{T1s1: 1}}'; "
+                        f"or train from it with train.init_from={out_dir}")
     return report
+
+
+#: upstream's sampling as docs/plugins/musecoco.md records it (top-k 15, temperature 1.0, at most 2560 new
+#: tokens); no guidance (the attributes are in the sequence, there is no null branch)
+UPSTREAM_GENERATE = {"top_k": 15, "temperature": 1.0, "cfg_coef": 1.0, "max_tokens": 2560, "window_seconds": 30.0}
+
+
+def _write_model_dir(out_dir: Path, backbone: MusecocoBackbone) -> None:
+    """Make ``out_dir`` (the backbone at its top) a model directory: ``encoder/`` (``none``), ``layout/``
+    (``musecoco_prompt``: ``</s>`` then the codec's attribute prefix, as upstream), ``codec/`` (``remi`` with
+    the upstream vocabulary) and ``model_index.yaml``."""
+    enc = get_component("encoder", "none")
+    save_component(out_dir / "encoder", enc.build(enc.default_config()), "encoder", "none", enc.default_config())
+    codec_comp = get_component("codec", "remi")
+    ccfg = dataclasses.replace(codec_comp.default_config(), vocab="musecoco",
+                               attribute_prefix=bool(backbone.prefix_length))
+    codec = codec_comp.build(ccfg)
+    lay = get_component("layout", "musecoco_prompt")
+    lcfg = dataclasses.replace(lay.default_config(), cond_dim=1, width=int(backbone.width), delays=list(codec.delays),
+                               frame_rate=codec.frame_rate, cardinality=int(codec.cardinality))
+    save_component(out_dir / "layout", lay.build(lcfg), "layout", "musecoco_prompt", lcfg)
+    save_component(out_dir / "codec", codec, "codec", "remi", ccfg)
+    write_model_index(out_dir, {"encoder": "none", "layout": "musecoco_prompt", "backbone": "musecoco", "codec": "remi"},
+                      UPSTREAM_GENERATE, {"imported": "musecoco", "conditioning": "attributes (generate.attributes)"},
+                      paths={"backbone": "."})

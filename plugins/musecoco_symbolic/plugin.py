@@ -4,6 +4,8 @@
   to audio with the pretty_midi wheel's soundfont (:class:`musecoco_symbolic.codec.RemiCodec`);
 - layout ``attribute_head``: a head on the video condition predicts the attribute prefix
   (:class:`musecoco_symbolic.attribute_head.AttributeHeadLayout`);
+- layout ``musecoco_prompt``: upstream's own sequence ``</s> [attributes] <sep> [music]``, no video (what an
+  imported checkpoint's model directory uses; :class:`musecoco_symbolic.prompt_layout.MusecocoPromptLayout`);
 - backbone ``musecoco``: MuseCoco's linear-attention LM (:class:`musecoco_symbolic.backbone.MusecocoBackbone`);
 - importer ``musecoco``: ``vidmusic import musecoco attribute2music.pt -o OUT``
   (:func:`musecoco_symbolic.importer.import_musecoco`);
@@ -20,6 +22,7 @@ from .attribute_head import AttributeHeadConfig, AttributeHeadLayout
 from .backbone import MusecocoBackbone, MusecocoConfig
 from .codec import RemiCodec, RemiConfig
 from .importer import MusecocoImportConfig, import_musecoco
+from .prompt_layout import MusecocoPromptConfig, MusecocoPromptLayout
 from .metric import AttributeControlConfig, AttributeControlMetric, BarDensityConfig, BarDensityMetric
 
 
@@ -31,6 +34,7 @@ def register_codecs(register) -> None:  # type: ignore[no-untyped-def]
 @hookimpl
 def register_layouts(register) -> None:  # type: ignore[no-untyped-def]
     register("attribute_head", AttributeHeadLayout, AttributeHeadConfig)
+    register("musecoco_prompt", MusecocoPromptLayout, MusecocoPromptConfig)
 
 
 @hookimpl
