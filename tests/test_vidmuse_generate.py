@@ -71,6 +71,17 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "ckpt": root / "ckpt", "encodec": encodec, "src": src / "state_dict.bin", **videos}
 
 
+def test_a_device_this_machine_lacks_is_a_clear_error(imported: dict[str, Path]) -> None:
+    """``--device cuda:99`` (no such GPU here, with or without CUDA) and an unknown name: exit 2, one line that
+    names the setting and what to do, no traceback, no output folder."""
+    for dev, says in (("cuda:99", "cuda:99"), ("bogus", "not a device torch knows")):
+        out = imported["root"] / f"no_{dev.replace(':', '_')}"
+        res = vidmusic("generate", str(imported["clip"]), "--model", str(imported["ckpt"]), "-o", str(out),
+                       "--device", dev)
+        assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert not out.exists()
+
+
 def test_generate_short_video(imported: dict[str, Path]) -> None:
     out = imported["root"] / "gen"
     res = vidmusic("generate", str(imported["clip"]), "--model", str(imported["ckpt"]), "-o", str(out), "--seed", "5")

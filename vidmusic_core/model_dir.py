@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from omegaconf import OmegaConf
 
+from .devices import resolve_device
 from .checkpoint import CONFIG_NAME, atomic_path, load_component, read_component_meta, save_component
 from .errors import CheckpointError, ConfigError
 from .model import VidMusicModel
@@ -113,6 +114,7 @@ class VidMusicPipeline:
     def from_dir(cls, path: str | Path, device: str | None = None) -> "VidMusicPipeline":
         """Load a model directory (or the model of a run directory's latest checkpoint, or of a checkpoint
         directory) onto ``device`` (default: CUDA when there is one, else CPU), in eval mode."""
+        dev = resolve_device(device, "device")  # before any weights are read
         d = find_model_dir(path)
         index = read_index(d)
         parts, names, configs = {}, {}, {}
@@ -126,7 +128,6 @@ class VidMusicPipeline:
         model = VidMusicModel(parts["encoder"], parts["layout"], parts["backbone"],
                               {k: names[k] for k in ("encoder", "layout", "backbone")}, {})
         model.backbone.check_codec(parts["codec"])
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
         pipe = cls(model, parts["codec"], names, configs, index.get("generate") or {}, source=d)
         pipe.model.eval()
         pipe.codec.eval()

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import atomic_path, load_component, load_state_strict, load_weights
+from .devices import resolve_device
 from .config import compose, config_hash, to_yaml
 from .errors import ConfigError, VidmusicError
 
@@ -106,7 +107,7 @@ def load_trained(run_dir: str | Path, device: str | None = None,
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise RunError(f"{run_dir} has no checkpoint; train it first (`vidmusic train` or `vidmusic run`)")
-    device = device or str(cfg.run.device)
+    device = str(resolve_device(device or str(cfg.run.device), "--device" if device else "run.device"))
     if (ckpt / "model" / MODEL_INDEX).is_file():
         pipe = VidMusicPipeline.from_dir(ckpt / "model", device=device)
         return cfg, pipe.model, pipe.codec

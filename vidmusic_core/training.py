@@ -36,6 +36,7 @@ from .data.prepare import cache_root, codec_store_dir, data_root, encoder_store_
 from .errors import VidmusicError
 from .model import VidMusicModel, build_model
 from .model_dir import MODEL_INDEX
+from .devices import resolve_device
 from .components import MusicCodec
 
 CKPT_DIR = "checkpoints"
@@ -370,7 +371,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     tc = cfg.train
     run_dir = Path(run_dir)
     rank, world = dist_info()
-    device = torch.device(cfg.run.device)
+    device = resolve_device(str(cfg.run.device), "run.device")
     _init_distributed(device)
     torch.manual_seed(tc.seed)
     model = build_model(cfg, codec, seed=tc.seed).to(device)
