@@ -8,15 +8,13 @@ transformers-4 CLIP names), and checks our encoder against an independent re-sta
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from cli_helpers import run_vidmusic
 from safetensors.torch import load_file
 
 from vidmusic_core import (
@@ -248,10 +246,8 @@ def test_import_vidmuse_checkpoint(tmp_path: Path) -> None:
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
 
     # the same through the command line
-    exe = Path(sys.executable).with_name("vidmusic")
-    cmd = [str(exe) if exe.exists() else shutil.which("vidmusic") or "vidmusic",
-           "import", "vidmuse", str(ckpt), "-o", str(tmp_path / "cli"), f"clip_heads={CLIP_HEADS}"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    res = run_vidmusic("import", "vidmuse", str(ckpt), "-o", str(tmp_path / "cli"), f"clip_heads={CLIP_HEADS}",
+                       timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     cli = load_file(str(tmp_path / "cli" / "model.safetensors"))
     assert cli.keys() == written.keys() and all(torch.equal(cli[k], written[k]) for k in cli)

@@ -420,10 +420,8 @@ def test_import_is_an_attribute_to_music_model_directory(tmp_path):
     the fairseq forward), the core's generation loop decodes what upstream-style ``generate_from_attributes``
     decodes (greedy), and ``vidmusic generate --model`` works on the moved directory."""
     import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
+    from cli_helpers import run_vidmusic
     import soundfile as sf
 
     import vidmusic
@@ -437,10 +435,8 @@ def test_import_is_an_attribute_to_music_model_directory(tmp_path):
     args = argparse.Namespace(decoder_layers=L, decoder_embed_dim=D, decoder_attention_heads=H, decoder_ffn_embed_dim=F_,
                               decoder_normalize_before=True, no_decoder_final_norm=False, activation_fn="gelu")
     torch.save({"args": args, "model": st}, tmp_path / "attribute2music.pt")
-    exe = Path(sys.executable).with_name("vidmusic")
-    cli = str(exe) if exe.exists() else shutil.which("vidmusic") or "vidmusic"
-    res = subprocess.run([cli, "import", "musecoco", str(tmp_path / "attribute2music.pt"), "-o", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)
+    res = run_vidmusic("import", "musecoco", str(tmp_path / "attribute2music.pt"), "-o", str(tmp_path / "out"),
+                       timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "whole model directory (attributes -> music" in res.stdout + res.stderr
     moved = tmp_path / "moved"
@@ -479,9 +475,8 @@ def test_import_is_an_attribute_to_music_model_directory(tmp_path):
     music = music[:music.index(bb.eos_id)] if bb.eos_id in music else music
     assert len(upstream) >= MIN_MUSIC_TOKENS and music == upstream
 
-    res = subprocess.run([cli, "generate", str(video), "--model", str(moved), "-o", str(tmp_path / "cli_gen"),
-                          "--set", "generate.max_tokens=140", "--set", "generate.attributes={T1s1: 1}"],
-                         capture_output=True, text=True, timeout=300)
+    res = run_vidmusic("generate", str(video), "--model", str(moved), "-o", str(tmp_path / "cli_gen"),
+                       "--set", "generate.max_tokens=140", "--set", "generate.attributes={T1s1: 1}")
     assert res.returncode == 0, res.stderr[-3000:]
     wav, sr = sf.read(str(tmp_path / "cli_gen" / "clip.wav"))
     assert (tmp_path / "cli_gen" / "clip.mid").is_file() and np.isfinite(wav).all() and abs(len(wav) / sr - 4.0) < 0.05

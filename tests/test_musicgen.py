@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import run_vidmusic
 from safetensors.torch import save_file
 from transformers import MusicgenDecoderConfig, MusicgenForCausalLM
 
@@ -303,10 +302,7 @@ def test_import_musicgen_directory(tmp_path: Path, composite: bool) -> None:
         got = bb.eval()(BackboneInput(bb.embed(codes), torch.ones(1, 6, dtype=torch.bool), memory=mem)).logits
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     if composite:  # the command line, once
-        exe = Path(sys.executable).with_name("vidmusic")
-        cmd = [str(exe) if exe.exists() else shutil.which("vidmusic") or "vidmusic", "import", "musicgen", str(src),
-               "-o", str(tmp_path / "cli")]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        res = run_vidmusic("import", "musicgen", str(src), "-o", str(tmp_path / "cli"), timeout=120)
         assert res.returncode == 0, res.stdout + res.stderr
         assert (tmp_path / "cli" / "model.safetensors").is_file()
 
@@ -344,10 +340,7 @@ def test_import_musicgen_composite_is_an_unconditional_model_directory(tmp_path:
     from vidmusic_core.video import write_video
 
     hf = _write_hf_composite(tmp_path / "hf")
-    exe = Path(sys.executable).with_name("vidmusic")
-    vidmusic = str(exe) if exe.exists() else shutil.which("vidmusic") or "vidmusic"
-    res = subprocess.run([vidmusic, "import", "musicgen", str(tmp_path / "hf"), "-o", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)
+    res = run_vidmusic("import", "musicgen", str(tmp_path / "hf"), "-o", str(tmp_path / "out"), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "whole model directory (unconditional MusicGen" in res.stdout + res.stderr
     index = OmegaConf.to_container(OmegaConf.load(tmp_path / "out" / "model_index.yaml"))
@@ -374,8 +367,7 @@ def test_import_musicgen_composite_is_an_unconditional_model_directory(tmp_path:
         torch.testing.assert_close(audio, ref)
     rng = np.random.default_rng(0)
     video = write_video(tmp_path / "clip.mp4", rng.integers(0, 255, (24, 32, 32, 3)).astype(np.uint8), 12)
-    res = subprocess.run([vidmusic, "generate", str(video), "--model", str(moved), "-o", str(tmp_path / "gen"),
-                          "--seed", "3"], capture_output=True, text=True, timeout=300)
+    res = run_vidmusic("generate", str(video), "--model", str(moved), "-o", str(tmp_path / "gen"), "--seed", "3")
     assert res.returncode == 0, res.stderr[-3000:]
     wav, sr = sf.read(str(tmp_path / "gen" / "clip.wav"))
     assert sr == 32000 and abs(len(wav) / sr - 2.0) < 0.02 and np.isfinite(wav).all() and np.abs(wav).max() > 1e-4
