@@ -3,6 +3,7 @@ upload, and one generation (the public :class:`~vidmusic_core.model_dir.VidMusic
 :mod:`vidmusic_core.interrupt`) with the spectrogram of the result."""
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -202,7 +203,8 @@ def generate(model: DemoModel, video: str | Path, out_root: Path, *, seed: int, 
              max_seconds: float = MAX_SECONDS, on_wait: Callable[[GenerationControl], None] | None = None) -> DemoResult:
     """Music for ``video`` with ``model`` into a new folder under ``out_root``: runs ``model.pipe.generate`` in a
     worker thread under ``control`` (``control.stop()`` from any thread ends it with :class:`Interrupted`) and
-    calls ``on_wait(control)`` about ten times a second meanwhile (the page's progress bar)."""
+    calls ``on_wait(control)`` about ten times a second meanwhile (the page's progress bar). A stopped
+    generation's folder is removed: nothing half-made is left."""
     secs = check_video(video, seconds, max_seconds)
     control = control or GenerationControl()
     out = out_root / uuid.uuid4().hex[:12]
@@ -224,13 +226,14 @@ def generate(model: DemoModel, video: str | Path, out_root: Path, *, seed: int, 
             if on_wait is not None:
                 on_wait(control)
             worker.join(0.1)
+        if isinstance(box.get("error"), Interrupted):  # a stopped run leaves nothing behind (a stop that came
+            shutil.rmtree(out, ignore_errors=True)      # after the last step is too late: the music is returned)
+            raise box["error"]
     finally:
         control.running = False
     if "error" in box:
         raise box["error"]
     (r,) = box["result"]
-    if control.stopped:
-        raise Interrupted("generation stopped")
     if not r.ok:
         raise DemoInputError(str(r.error).replace(str(video), Path(video).name))
     beats, cuts = beats_and_cuts(video, secs)
