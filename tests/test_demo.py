@@ -198,6 +198,9 @@ def test_bad_input_gets_a_readable_message(client, trained, tmp_path):
     assert "Traceback" not in str(e.value)
     with pytest.raises(AppError, match="unknown generate setting.*typo.*valid keys"):
         client.predict(video=handle_file(str(trained[1])), text="", extra="typo=1", api_name="/generate")
+    with pytest.raises(AppError, match=r"window \(s\): 0.5 must be longer than the overlap of the windows "
+                       r"\(overlap_seconds=0.5"):
+        client.predict(video=handle_file(str(trained[1])), text="", window_seconds=0.5, extra="", api_name="/generate")
     long = tmp_path / "long.mp4"
     write_video(long, np.zeros((60, 32, 32, 3), np.uint8), 12)  # 5 s > --max-seconds 4
     with pytest.raises(AppError, match=r"long.mp4 is 5.0 s long; this demo makes music for at most 4 s"):

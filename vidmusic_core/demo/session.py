@@ -139,9 +139,12 @@ def setting_overrides(model: DemoModel, values: Mapping[str, Any], extra: str = 
             raise DemoInputError(f"more settings: {line!r} is not KEY=VALUE (e.g. top_p=0.9)")
         overrides.append(line if line.startswith("generate.") else f"generate.{line}")
     try:
-        model.pipe.settings(overrides)
+        g = model.pipe.settings(overrides)
     except ConfigError as exc:
         raise DemoInputError(str(exc).split(": ", 1)[-1] if "model_index.yaml" in str(exc) else str(exc)) from None
+    if not model.symbolic and g["window_seconds"] <= g["overlap_seconds"]:  # audio windows continue an overlap
+        raise DemoInputError(f"window (s): {g['window_seconds']:g} must be longer than the overlap of the windows "
+                             f"(overlap_seconds={g['overlap_seconds']:g}; set it lower under more settings)")
     return overrides, seed, seconds
 
 
