@@ -142,6 +142,13 @@ def chromium(tmp_path):
             browser.close()
 
 
+def screenshot_path(tmp_path, name):
+    """Where a browser test writes its screenshot ``name``: beside ``$VIDMUSIC_SCREENSHOT`` when set (e.g.
+    docs/img/demo.png, as docs/demo.md says), else in the test's temporary directory."""
+    shot = os.environ.get("VIDMUSIC_SCREENSHOT")
+    return Path(shot).with_name(name) if shot else tmp_path / name
+
+
 def video_duration(page, selector, timeout=120_000):
     """The duration of the video the player ``selector`` holds, once it has loaded its metadata."""
     page.locator(f"{selector} video").wait_for(timeout=timeout)
@@ -331,7 +338,7 @@ def test_missing_gradio_names_the_extra(monkeypatch):
 
 def test_page_runs_a_generation_in_headless_chromium(server, trained, tmp_path):
     """Debian's Chromium (no browser download): upload, Generate, the result player holds a playable video."""
-    shot = Path(os.environ.get("VIDMUSIC_SCREENSHOT") or tmp_path / "demo.png")
+    shot = screenshot_path(tmp_path, "demo.png")
     with chromium(tmp_path) as page:
         page.goto(server[0], wait_until="domcontentloaded")
         page.locator("#input-video input[type=file]").set_input_files(str(trained[1]))
@@ -345,7 +352,7 @@ def test_page_runs_a_generation_in_headless_chromium(server, trained, tmp_path):
 
 
 def test_the_stop_button_in_the_browser_ends_a_long_generation_cleanly(server2, runs, tmp_path):
-    """A 40 s video in 1-s windows (78 windows): Stop while the progress bar is at window k ends it there, the
+    """A 40 s video in 1-s windows (76 windows): Stop while the progress bar is at window k ends it there, the
     page shows where it stopped (no error, no traceback), nothing of it is left on the server, and the page
     generates again."""
     from vidmusic_core import write_video
@@ -402,6 +409,9 @@ def test_the_ab_tab_in_the_browser_plays_both_and_records_the_blind_vote(server2
         page.locator("#vote-right").click()
         page.locator("#ab-status :text('Recorded')").wait_for(timeout=30_000)
         shown = re.search(r"A was (\S+), B was (\S+)\.", page.locator("#ab-status").inner_text())
+        shot = screenshot_path(tmp_path, "demo-ab.png")
+        page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:4] == b"\x89PNG"
     assert shown, "the names were not revealed after the vote"
     rows = list(csv.DictReader(open(votes)))
     assert len(rows) == 1
