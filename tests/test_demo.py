@@ -351,28 +351,42 @@ def test_page_runs_a_generation_in_headless_chromium(server, trained, tmp_path):
     assert shot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_the_stop_button_in_the_browser_ends_a_long_generation_cleanly(server2, runs, tmp_path):
-    """A 40 s video in 1-s windows (76 windows): Stop while the progress bar is at window k ends it there, the
-    page shows where it stopped (no error, no traceback), nothing of it is left on the server, and the page
-    generates again."""
+STOPPED = (r"Stopped at window (\d+) of (\d+)(?:, token column \d+ of \d+)?: nothing of this run was kept\. "
+           r"Press Generate to start again\.")
+
+
+def long_video(tmp_path):
+    """40 s of noise at 12 fps: 76 one-second windows (0.5 s overlap) for the embedded default's model."""
     from vidmusic_core import write_video
 
     long = tmp_path / "long.mp4"
     write_video(long, np.random.default_rng(0).integers(0, 255, (480, 32, 32, 3)).astype(np.uint8), 12)
+    return long
+
+
+def wait_for_window(page, selector):
+    """``[k, n]`` once the progress bar over ``selector`` shows window k of n."""
+    return page.wait_for_function(
+        f"() => {{ const m = /window (\\d+) of (\\d+)/.exec(document.querySelector('{selector}').innerText);"
+        " return m ? [+m[1], +m[2]] : null; }", timeout=120_000).json_value()
+
+
+def test_the_stop_button_in_the_browser_ends_a_long_generation_cleanly(server2, runs, tmp_path):
+    """A 40 s video in 1-s windows (76 windows): Stop while the progress bar is at window k ends it there, the
+    page shows where it stopped (no error, no traceback), nothing of it is left on the server, and the page
+    generates again."""
+    long = long_video(tmp_path)
     with chromium(tmp_path) as page:
         page.goto(server2[0], wait_until="domcontentloaded")  # the first model: the embedded default's
         page.locator("#input-video input[type=file]").set_input_files(str(long))
         page.locator("#input-video video").wait_for(timeout=60_000)
         page.locator("#setting-window_seconds input").fill("1")
         page.locator("#generate").click()
-        seen = page.wait_for_function(  # the progress bar: at window k of n
-            "() => { const m = /window (\\d+) of (\\d+)/.exec(document.querySelector('#result-video').innerText);"
-            " return m ? [+m[1], +m[2]] : null; }", timeout=120_000).json_value()
+        seen = wait_for_window(page, "#result-video")  # the progress bar: at window k of n
         page.locator("#stop").click()
         status = page.locator("#status")
         status.locator(":text('Stopped')").wait_for(timeout=60_000)
-        m = re.fullmatch(r"Stopped at window (\d+) of (\d+)(?:, token column \d+ of \d+)?: nothing of this run was kept\. "
-                         r"Press Generate to start again\.", status.inner_text().strip())
+        m = re.fullmatch(STOPPED, status.inner_text().strip())
         assert m and seen[0] <= int(m[1]) < int(m[2]) == seen[1], (seen, status.inner_text())
         time.sleep(1.0)  # what a late error would show
         body = page.locator("body").inner_text()
@@ -422,12 +436,63 @@ def test_the_ab_tab_in_the_browser_plays_both_and_records_the_blind_vote(server2
     assert r["seed"] == "5" and r["video"] == "toy_00000.mp4" and float(r["seconds"]) == pytest.approx(2.0)
 
 
+def test_the_ab_tabs_stop_button_ends_the_pair(server2, tmp_path):
+    """Stop on the A/B tab while the first model of the pair samples a 40 s video: the tab says where it stopped,
+    no player holds a result, no error shows, and that model's output folder is gone (it was interrupted)."""
+    long = long_video(tmp_path)
+    with chromium(tmp_path) as page:
+        page.goto(server2[0], wait_until="domcontentloaded")
+        page.get_by_role("tab", name="A/B listening test").click()
+        page.locator("#ab-input-video input[type=file]").set_input_files(str(long))
+        page.locator("#ab-input-video video").wait_for(timeout=60_000)
+        page.locator("#ab-generate").click()
+        page.wait_for_selector("#ab-left :text('token column')", timeout=120_000)  # the first model's progress
+        page.locator("#ab-stop").click()
+        status = page.locator("#ab-status")
+        status.locator(":text('Stopped')").wait_for(timeout=60_000)
+        assert re.fullmatch(r"Stopped at .*token column \d+ of \d+: nothing of this run was kept\. Press Generate "
+                            r"to start again\.", status.inner_text().strip()), status.inner_text()
+        time.sleep(1.0)  # what a late error would show
+        body = page.locator("body").inner_text()
+        assert "Traceback" not in body and "Error" not in body, body[-2000:]
+        assert page.locator("#ab-left video").count() == 0 and page.locator("#ab-right video").count() == 0
+    left = [p for p in server2[2].glob("vidmusic-demo-*/outputs/**/*") if "long" in p.name]
+    assert not left, left  # a first model that ran to the end would have left its long.wav, long.mp4
+
+
+def test_a_symbolic_model_in_the_browser_gives_its_midi(server2, runs, tmp_path):
+    """Picking the musecoco run in the page: its settings (its preset's top-k 15, no ODE steps), no text box
+    (it reads no text), the MIDI box; Generate gives a .mid to download that parses, with notes."""
+    import symusic
+
+    with chromium(tmp_path) as page:
+        page.goto(server2[0], wait_until="domcontentloaded")
+        assert not page.locator("#result-midi").is_visible()  # the first model (the embedded default's): no MIDI
+        page.locator("#model input").click()
+        page.get_by_role("option", name=runs["musecoco"].name).click()
+        page.locator("#result-midi").wait_for(state="visible", timeout=30_000)
+        assert page.locator("#setting-top_k input").input_value() == "15"
+        assert not page.locator("#text-prompt").is_visible() and not page.locator("#setting-steps").is_visible()
+        page.locator("#input-video input[type=file]").set_input_files(str(runs["clip"]))
+        page.locator("#input-video video").wait_for(timeout=60_000)
+        page.locator("#generate").click()
+        link = page.locator("#result-midi a[href$='.mid']")
+        link.wait_for(timeout=120_000)
+        with page.expect_download() as download:
+            link.click()
+        midi = tmp_path / "got.mid"
+        download.value.save_as(midi)
+        page.wait_for_selector("#status :text('Done')", timeout=30_000)
+    assert sum(len(t.notes) for t in symusic.Score(str(midi)).tracks) > 0
+
+
 def test_the_embedded_defaults_run_generates_through_the_client(client2, runs):
     """`vidmusic demo --model runs/lstv-aligned-inspire-<hash>`: the model `vidmusic run --encoder lstv --backbone
     inspire` trains, served from its run directory."""
     import av
     import soundfile as sf
     from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
 
     mp4, wav, midi, spec, info, meta, status = client2.predict(
         label=runs["default"].name, video=handle_file(str(runs["clip"])), text="", seed=2, extra="",
@@ -437,6 +502,9 @@ def test_the_embedded_defaults_run_generates_through_the_client(client2, runs):
     assert abs(sf.info(wav).duration - 2.0) < 0.1 and midi is None and status.startswith("Done")
     assert Path(meta["model"]).resolve() == (runs["default"] / "checkpoints" / "last" / "model").resolve()
     assert f"**{runs['default'].name}** · seed **2**" in info
+    with pytest.raises(AppError, match="takes no text prompt"):  # layout.use_text is off: a prompt would be ignored
+        client2.predict(label=runs["default"].name, video=handle_file(str(runs["clip"])), text="calm piano",
+                        extra="", api_name="/generate")
 
 
 def test_a_symbolic_model_gives_a_midi_with_notes(client2, runs):

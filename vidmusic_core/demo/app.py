@@ -125,11 +125,12 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
             with gr.Row():
                 with gr.Column():
                     model_box = gr.Dropdown([m.label for m in models], value=first.label, label="model",
-                                            visible=len(models) > 1)
+                                            visible=len(models) > 1, elem_id="model")
                     video = gr.Video(label="video", sources=["upload"], elem_id="input-video", height=320)
                     if examples:
                         gr.Examples([[e] for e in examples], inputs=[video], label="toy clips")
-                    text = gr.Textbox(label="text prompt", visible=first.takes_text, placeholder="e.g. calm piano")
+                    text = gr.Textbox(label="text prompt", visible=first.takes_text, placeholder="e.g. calm piano",
+                                      elem_id="text-prompt")
                     shown, d = first.settings_shown(), first.defaults()
                     with gr.Row():
                         widgets = [gr.Number(value=d[k], label=SETTINGS[k].label, info=SETTINGS[k].info or None,
@@ -147,7 +148,7 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
                     out_video = gr.Video(label="video with its new soundtrack", interactive=False, elem_id="result-video",
                                          height=320)
                     out_audio = gr.Audio(label="music (wav)", type="filepath", interactive=False)
-                    out_midi = gr.File(label="MIDI", visible=first.symbolic, interactive=False)
+                    out_midi = gr.File(label="MIDI", visible=first.symbolic, interactive=False, elem_id="result-midi")
                     out_spec = gr.Image(label="spectrogram: visual beats (cyan) and cuts (white)", type="filepath",
                                         interactive=False)
                     out_info = gr.Markdown(elem_id="result-info")

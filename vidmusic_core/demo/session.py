@@ -74,8 +74,13 @@ class DemoModel:
 
     @property
     def takes_text(self) -> bool:
-        b = self.pipe.backbone
-        return isinstance(b, TokenLM) and b.takes_text
+        """A text prompt reaches the model: a backbone that takes text under a prefix-family layout that feeds it
+        (``use_text``; the ``cross`` layout and ``use_text: false``, as in the embedded default, ignore text)."""
+        from ..layouts.prefix import PrefixLayout
+
+        b, layout = self.pipe.backbone, self.pipe.layout
+        return (isinstance(b, TokenLM) and b.takes_text and isinstance(layout, PrefixLayout)
+                and bool(layout.cfg.use_text))
 
     @property
     def symbolic(self) -> bool:
@@ -208,6 +213,8 @@ def generate(model: DemoModel, video: str | Path, out_root: Path, *, seed: int, 
     worker thread under ``control`` (``control.stop()`` from any thread ends it with :class:`Interrupted`) and
     calls ``on_wait(control)`` about ten times a second meanwhile (the page's progress bar). A stopped
     generation's folder is removed: nothing half-made is left."""
+    if text and not model.takes_text:
+        raise DemoInputError(f"{model.label} takes no text prompt (its layout or backbone reads no text): leave it empty")
     secs = check_video(video, seconds, max_seconds)
     control = control or GenerationControl()
     out = out_root / uuid.uuid4().hex[:12]
