@@ -68,7 +68,7 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
     def stop(request: gr.Request) -> str:
         c = controls.get(getattr(request, "session_hash", None) or "-")
         if c is None:
-            return "Nothing is running."
+            return "Nothing is running (a generation still waiting in the queue is cancelled)."
         c.stop()
         deadline = time.monotonic() + STOP_WAIT
         while c.running and time.monotonic() < deadline:  # the loops stop at their next step: wait for it, so
@@ -224,7 +224,8 @@ def _ab_tab(gr: Any, models: Sequence[DemoModel], run_one: Any, control_for: Any
 def stopped_message(control: GenerationControl) -> str:
     """The page's status after Stop: where the generation ended (nothing of it is kept)."""
     if control.stopped and not control.interrupted:
-        return "Stop came after the last step: the music was made. Press Generate to see it again."
+        return ("Stop came after the last step: the music was made. Press Generate to make it again (same seed, "
+                "same music).")
     where = control.describe()
     return (f"**Stopped** at {where}: nothing of this run was kept. Press Generate to start again." if where
             else "**Stopped**: nothing of this run was kept. Press Generate to start again.")
