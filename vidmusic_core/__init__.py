@@ -23,7 +23,7 @@ from .errors import (
 )
 from .config import Preset
 from .hookspecs import hookimpl
-from .interrupt import GenerationControl, Interrupted, controlled, generation_step
+from .interrupt import GenerationControl, Interrupted, controlled, generation_part, generation_step
 from .model_dir import MODEL_INDEX, VidMusicPipeline, write_model_index
 from .plugins import Component, PluginHost, Registry, build, get_component, get_host, get_registry, use_host
 from .progress import progress_bar
@@ -68,7 +68,7 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0+unknown"
 
 __all__ = [
-    "GenerationControl", "Interrupted", "controlled", "generation_step",
+    "GenerationControl", "Interrupted", "controlled", "generation_part", "generation_step",
     "CLIP_MEAN", "CLIP_STD", "IGNORE_INDEX", "Backbone", "BackboneInput", "BackboneOutput", "CheckpointError",
     "Component", "Condition", "ConditionEncoder", "ConfigError", "DuplicateComponentError", "FrameSpec", "Frames",
     "GenerationRequest", "ImportReport", "LatentCodec", "Preset", "PrefixConfig", "PrefixLayout", "ShardStore", "write_video", "MODEL_INDEX", "VidMusicPipeline", "write_model_index", "Metric", "MusicBackbone", "MusicCodec", "MusicLatents",

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError
+from .interrupt import generation_part
 from .layouts.music import effective_delays
 from .types import Frames, GenerationRequest, MusicLatents, MusicOutput, MusicTokens, SamplingConfig
 from .video import FrameSampler, PathLike, probe_video
@@ -222,11 +223,12 @@ def generate_windows(model: Any, codec: Any, video_path: PathLike, policy: Any, 
         out_wav = Path(out_wav)
         out_wav.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_wav.with_name(f".{out_wav.name}.tmp")
-    peak, seeds, t_start = 0, [], time.perf_counter()
+    peak, seeds, t_start, made = 0, [], time.perf_counter(), 0.0
     bar = progress_bar(total=policy.progress_total, unit=policy.progress_unit, desc=Path(video_path).name,
                        disable=not progress)
     try:
         while (span := policy.next_span()) is not None:
+            generation_part(made, policy.progress_total, policy.progress_unit)  # a stop request ends it here too
             frames = _window_frames(sampler, video_path, span.t0, span.t1, device)
             peak = max(peak, int(frames.local.shape[1]))
             cond = model.encoder(frames)
@@ -249,6 +251,7 @@ def generate_windows(model: Any, codec: Any, video_path: PathLike, policy: Any, 
                                               channels=int(audio.shape[0]), subtype="PCM_16", format="WAV")
                     writer.write(np.clip(audio.float().cpu().numpy().T, -1.0, 1.0))
             bar.update(done)
+            made += done
     finally:
         bar.close()
         if writer is not None:

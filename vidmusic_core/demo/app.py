@@ -3,6 +3,7 @@ import os
 from contextlib import contextmanager
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -11,6 +12,8 @@ from ..interrupt import GenerationControl, Interrupted
 from .session import MAX_SECONDS, SETTINGS, DemoModel, generate, setting_overrides
 from .votes import VoteLog, format_summary, summarise_votes
 
+#: how long the Stop button waits for the generation to reach its next step (and end) before it answers
+STOP_WAIT = 30.0
 INTRO = ("Upload a video (or pick a toy clip), press **Generate**, and listen to the video with its new soundtrack. "
          "The spectrogram marks the video's visual beats (cyan) and cuts (white).")
 
@@ -65,28 +68,29 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
     def stop(request: gr.Request) -> str:
         c = controls.get(getattr(request, "session_hash", None) or "-")
         if c is None:
-            return "Nothing is running."
+            return "Nothing is running (a generation still waiting in the queue is cancelled)."
         c.stop()
-        if not c.running:
-            return "Stopping (the music of this run is already made)."
-        return f"Stopped at {c.what} {c.done} of {c.total}." if c.total else "Stopped."
+        deadline = time.monotonic() + STOP_WAIT
+        while c.running and time.monotonic() < deadline:  # the loops stop at their next step: wait for it, so
+            time.sleep(0.05)                              # the page's last word is where it stopped
+        return stopped_message(c) if not c.running else f"Stopping at {c.describe()}…"
 
     def progress_cb(progress: Any, label: str) -> Any:
         def cb(c: GenerationControl) -> None:
             frac = c.fraction
-            progress(frac if frac is not None else 0.0, desc=f"{label}: {c.what} {c.done}/{c.total}" if c.total
-                     else f"{label}: reading the video")
+            progress(frac if frac is not None else 0.0, desc=f"{label}: {c.describe() or 'reading the video'}")
         return cb
 
     def run_one(model: DemoModel, video: str, values: dict[str, Any], extra: str, text: str,
                 control: GenerationControl, progress: Any) -> Any:
+        """One generation; :class:`Interrupted` goes through (the caller shows a stopped state, not an error)."""
         try:
             overrides, seed, seconds = setting_overrides(model, values, extra)
             return generate(model, video, out_root, seed=seed, seconds=seconds, overrides=overrides,
                             text=text or None, control=control, max_seconds=max_seconds,
                             on_wait=progress_cb(progress, model.label))
         except Interrupted:
-            raise gr.Error("Stopped: the generation was interrupted.", title="Stopped") from None
+            raise
         except VidmusicError as exc:
             raise gr.Error(str(exc), title="Cannot generate") from None
 
@@ -102,7 +106,10 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
         vals = dict(seed=seed, seconds=seconds, window_seconds=window_seconds, temperature=temperature, top_k=top_k,
                     cfg_coef=cfg_coef, steps=steps)
         with control_for(request) as control:
-            r = run_one(model, video or "", vals, extra, text, control, progress)
+            try:
+                r = run_one(model, video or "", vals, extra, text, control, progress)
+            except Interrupted:
+                return (None, None, None, None, "", None, stopped_message(control))
         return (str(r.mp4), str(r.wav), str(r.midi) if r.midi else None, str(r.spectrogram), r.summary(), r.meta,
                 f"Done: {r.mp4.name}")
 
@@ -118,11 +125,12 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
             with gr.Row():
                 with gr.Column():
                     model_box = gr.Dropdown([m.label for m in models], value=first.label, label="model",
-                                            visible=len(models) > 1)
+                                            visible=len(models) > 1, elem_id="model")
                     video = gr.Video(label="video", sources=["upload"], elem_id="input-video", height=320)
                     if examples:
                         gr.Examples([[e] for e in examples], inputs=[video], label="toy clips")
-                    text = gr.Textbox(label="text prompt", visible=first.takes_text, placeholder="e.g. calm piano")
+                    text = gr.Textbox(label="text prompt", visible=first.takes_text, placeholder="e.g. calm piano",
+                                      elem_id="text-prompt")
                     shown, d = first.settings_shown(), first.defaults()
                     with gr.Row():
                         widgets = [gr.Number(value=d[k], label=SETTINGS[k].label, info=SETTINGS[k].info or None,
@@ -140,7 +148,7 @@ def build_app(models: Sequence[DemoModel], work_dir: Path, *, votes: Path | None
                     out_video = gr.Video(label="video with its new soundtrack", interactive=False, elem_id="result-video",
                                          height=320)
                     out_audio = gr.Audio(label="music (wav)", type="filepath", interactive=False)
-                    out_midi = gr.File(label="MIDI", visible=first.symbolic, interactive=False)
+                    out_midi = gr.File(label="MIDI", visible=first.symbolic, interactive=False, elem_id="result-midi")
                     out_spec = gr.Image(label="spectrogram: visual beats (cyan) and cuts (white)", type="filepath",
                                         interactive=False)
                     out_info = gr.Markdown(elem_id="result-info")
@@ -165,8 +173,11 @@ def _ab_tab(gr: Any, models: Sequence[DemoModel], run_one: Any, control_for: Any
         a, b = random.sample(list(by_label), 2)
         values = {"seed": seed, "seconds": seconds}
         with control_for(request) as control:
-            ra = run_one(by_label[a], video or "", values, "", "", control, progress)
-            rb = run_one(by_label[b], video or "", values, "", "", control, progress)
+            try:
+                ra = run_one(by_label[a], video or "", values, "", "", control, progress)
+                rb = run_one(by_label[b], video or "", values, "", "", control, progress)
+            except Interrupted:
+                return None, None, None, stopped_message(control)
         pair = {"left": a, "right": b, "video": video, "seed": int(ra.seed), "seconds": float(ra.meta["seconds"]),
                 "voted": False}
         return (str(ra.mp4), str(rb.mp4), pair, "Listen to both, then vote: which fits the video better?")
@@ -187,26 +198,37 @@ def _ab_tab(gr: Any, models: Sequence[DemoModel], run_one: Any, control_for: Any
         gr.Markdown("The same video and seed through two models, in random order; the names show after your vote. "
                     f"Votes go to `{vote_log.path}` (docs/demo.md: reading the results).")
         with gr.Row():
-            ab_video = gr.Video(label="video", sources=["upload"])
+            ab_video = gr.Video(label="video", sources=["upload"], elem_id="ab-input-video", height=240)
             with gr.Column():
                 if examples:
                     gr.Examples([[e] for e in examples], inputs=[ab_video], label="toy clips")
-                ab_seed = gr.Number(value=0, precision=0, label="seed")
-                ab_seconds = gr.Number(value=0, label="seconds (0 = all of it)")
+                ab_seed = gr.Number(value=0, precision=0, label="seed", elem_id="ab-seed")
+                ab_seconds = gr.Number(value=0, label="seconds (0 = all of it)", elem_id="ab-seconds")
                 with gr.Row():
-                    ab_go = gr.Button("Generate a pair", variant="primary")
-                    ab_stop = gr.Button("Stop", variant="stop")
+                    ab_go = gr.Button("Generate a pair", variant="primary", elem_id="ab-generate")
+                    ab_stop = gr.Button("Stop", variant="stop", elem_id="ab-stop")
         with gr.Row():
-            left = gr.Video(label="A", interactive=False)
-            right = gr.Video(label="B", interactive=False)
+            left = gr.Video(label="A", interactive=False, elem_id="ab-left", height=240)
+            right = gr.Video(label="B", interactive=False, elem_id="ab-right", height=240)
         with gr.Row():
-            votes = [gr.Button("A fits better"), gr.Button("about the same"), gr.Button("B fits better")]
+            votes = [gr.Button(text, elem_id=f"vote-{choice}") for text, choice in
+                     (("A fits better", "left"), ("about the same", "tie"), ("B fits better", "right"))]
         pair = gr.State(None)
-        ab_status = gr.Markdown()
+        ab_status = gr.Markdown(elem_id="ab-status")
         ev = ab_go.click(on_pair, [ab_video, ab_seed, ab_seconds], [left, right, pair, ab_status], api_name="ab_generate")
         ab_stop.click(stop, None, [ab_status], cancels=[ev], api_name="ab_stop", queue=False)
         for btn, choice in zip(votes, ("left", "tie", "right")):
             btn.click(_bind(gr, on_vote, choice), [pair], [pair, ab_status], api_name=f"vote_{choice}")
+
+
+def stopped_message(control: GenerationControl) -> str:
+    """The page's status after Stop: where the generation ended (nothing of it is kept)."""
+    if control.stopped and not control.interrupted:
+        return ("Stop came after the last step: the music was made. Press Generate to make it again (same seed, "
+                "same music).")
+    where = control.describe()
+    return (f"**Stopped** at {where}: nothing of this run was kept. Press Generate to start again." if where
+            else "**Stopped**: nothing of this run was kept. Press Generate to start again.")
 
 
 def _bind(gr: Any, fn: Any, choice: str) -> Any:

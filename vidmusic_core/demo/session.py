@@ -3,6 +3,7 @@ upload, and one generation (the public :class:`~vidmusic_core.model_dir.VidMusic
 :mod:`vidmusic_core.interrupt`) with the spectrogram of the result."""
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -73,8 +74,13 @@ class DemoModel:
 
     @property
     def takes_text(self) -> bool:
-        b = self.pipe.backbone
-        return isinstance(b, TokenLM) and b.takes_text
+        """A text prompt reaches the model: a backbone that takes text under a prefix-family layout that feeds it
+        (``use_text``; the ``cross`` layout and ``use_text: false``, as in the embedded default, ignore text)."""
+        from ..layouts.prefix import PrefixLayout
+
+        b, layout = self.pipe.backbone, self.pipe.layout
+        return (isinstance(b, TokenLM) and b.takes_text and isinstance(layout, PrefixLayout)
+                and bool(layout.cfg.use_text))
 
     @property
     def symbolic(self) -> bool:
@@ -138,9 +144,12 @@ def setting_overrides(model: DemoModel, values: Mapping[str, Any], extra: str = 
             raise DemoInputError(f"more settings: {line!r} is not KEY=VALUE (e.g. top_p=0.9)")
         overrides.append(line if line.startswith("generate.") else f"generate.{line}")
     try:
-        model.pipe.settings(overrides)
+        g = model.pipe.settings(overrides)
     except ConfigError as exc:
         raise DemoInputError(str(exc).split(": ", 1)[-1] if "model_index.yaml" in str(exc) else str(exc)) from None
+    if not model.symbolic and g["window_seconds"] <= g["overlap_seconds"]:  # audio windows continue an overlap
+        raise DemoInputError(f"window (s): {g['window_seconds']:g} must be longer than the overlap of the windows "
+                             f"(overlap_seconds={g['overlap_seconds']:g}; set it lower under more settings)")
     return overrides, seed, seconds
 
 
@@ -202,7 +211,10 @@ def generate(model: DemoModel, video: str | Path, out_root: Path, *, seed: int, 
              max_seconds: float = MAX_SECONDS, on_wait: Callable[[GenerationControl], None] | None = None) -> DemoResult:
     """Music for ``video`` with ``model`` into a new folder under ``out_root``: runs ``model.pipe.generate`` in a
     worker thread under ``control`` (``control.stop()`` from any thread ends it with :class:`Interrupted`) and
-    calls ``on_wait(control)`` about ten times a second meanwhile (the page's progress bar)."""
+    calls ``on_wait(control)`` about ten times a second meanwhile (the page's progress bar). A stopped
+    generation's folder is removed: nothing half-made is left."""
+    if text and not model.takes_text:
+        raise DemoInputError(f"{model.label} takes no text prompt (its layout or backbone reads no text): leave it empty")
     secs = check_video(video, seconds, max_seconds)
     control = control or GenerationControl()
     out = out_root / uuid.uuid4().hex[:12]
@@ -224,13 +236,14 @@ def generate(model: DemoModel, video: str | Path, out_root: Path, *, seed: int, 
             if on_wait is not None:
                 on_wait(control)
             worker.join(0.1)
+        if isinstance(box.get("error"), Interrupted):  # a stopped run leaves nothing behind (a stop that came
+            shutil.rmtree(out, ignore_errors=True)      # after the last step is too late: the music is returned)
+            raise box["error"]
     finally:
         control.running = False
     if "error" in box:
         raise box["error"]
     (r,) = box["result"]
-    if control.stopped:
-        raise Interrupted("generation stopped")
     if not r.ok:
         raise DemoInputError(str(r.error).replace(str(video), Path(video).name))
     beats, cuts = beats_and_cuts(video, secs)
