@@ -83,6 +83,12 @@ class SequenceLayout(nn.Module, abc.ABC):
 
     kind: ClassVar[str] = "layout"
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether this layout puts a text prompt into the backbone's input (when the backbone takes text);
+        False: text given to :meth:`prompt` is ignored."""
+        return False
+
     @abc.abstractmethod
     def forward(self, backbone: "MusicBackbone", condition: Condition, music: MusicOutput,  # type: ignore[override]
                 text: Sequence[str] | None = None, seconds: Tensor | None = None) -> BackboneInput:

@@ -74,13 +74,11 @@ class DemoModel:
 
     @property
     def takes_text(self) -> bool:
-        """A text prompt reaches the model: a backbone that takes text under a prefix-family layout that feeds it
-        (``use_text``; the ``cross`` layout and ``use_text: false``, as in the embedded default, ignore text)."""
-        from ..layouts.prefix import PrefixLayout
-
-        b, layout = self.pipe.backbone, self.pipe.layout
-        return (isinstance(b, TokenLM) and b.takes_text and isinstance(layout, PrefixLayout)
-                and bool(layout.cfg.use_text))
+        """A text prompt reaches the model: a backbone that takes text under a layout that reads it
+        (``SequenceLayout.reads_text``: the prefix family with ``use_text``; the ``cross`` layout and
+        ``use_text: false``, as in the embedded default, ignore text)."""
+        b = self.pipe.backbone
+        return isinstance(b, TokenLM) and b.takes_text and self.pipe.layout.reads_text
 
     @property
     def symbolic(self) -> bool:

@@ -108,6 +108,10 @@ class PrefixLayout(ClipPriorMixin, SequenceLayout):
         self._per_frame_memo: tuple[Tensor, Condition] | None = None  # generation: the pooled condition, once
         self._global_memo: tuple[Tensor, Tensor] | None = None  # generation: global_proj of the clip mean, once
 
+    @property
+    def reads_text(self) -> bool:
+        return bool(self.cfg.use_text)
+
     # -- pieces --------------------------------------------------------------------------------
     def _special(self, backbone: TokenLM, row: int) -> Tensor:
         if self.special_embedding is not None:
