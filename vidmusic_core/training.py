@@ -294,8 +294,10 @@ def checkpoint_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
 
     raw, in_dir = ckpt / "model.safetensors", (ckpt / "model" / MODEL_INDEX).is_file()
     if not raw.is_file():
-        weights = model_weights(ckpt / "model")
-        assert weights is not None, ckpt
+        weights = model_weights(ckpt / "model") if in_dir else None
+        if weights is None:
+            raise TrainingError(f"{ckpt} has neither model.safetensors nor a model directory (model/{MODEL_INDEX}); "
+                                "it is not a checkpoint written by vidmusic training")
         return weights, None
     if in_dir:
         return load_weights(raw), model_weights(ckpt / "model")
