@@ -78,31 +78,89 @@ def test_resume_after_sigkill_matches_uninterrupted(prepared):
     assert not (killed / "checkpoints" / "last.tmp").exists()
 
 
+def torchrun(*args, nproc=2, check=True):
+    """`vidmusic train` under ``torchrun --standalone`` (a free rendezvous port of its own) on gloo."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "vidmusic_core.cli", "train", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
 def test_two_process_ddp_replicas_identical(prepared):
     root, data = prepared
     run_dir = root / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "vidmusic_core.cli", "train", *SMALL, f"data.root={data}", "train.steps=6", "--run-dir", str(run_dir)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
-    assert out.returncode == 0, out.stderr[-3000:]
+    torchrun(*SMALL, f"data.root={data}", "train.steps=6", "--run-dir", str(run_dir))
     info = json.loads((run_dir / "ddp.json").read_text())
     assert info["world_size"] == 2 and info["identical"] and len(info["param_checksums"]) == 2
     assert (run_dir / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
+def test_global_batch_splits_over_ranks_whatever_the_world_size():
+    """A step's global batch is the same items under 1, 2 or 4 ranks × grad_accum micro-steps; each rank
+    takes a disjoint share; a resumed sampler continues exactly; an indivisible global batch is an error."""
+    from vidmusic_core.training import StepBatches, TrainingError, split_batch
+
+    def steps(world, accum, start, n):
+        streams = [iter(StepBatches(26, 8, 5, start, r, world, accum)) for r in range(world)]
+        out = []
+        for _ in range(n):
+            parts = [[next(s) for _ in range(accum)] for s in streams]  # rank r's micro-batches of this step
+            assert all(len(m) == 8 // (world * accum) for p in parts for m in p)
+            out.append([i for p in parts for m in p for i in m])
+        return out
+
+    ref = steps(1, 1, 0, 9)  # 3 global batches per epoch: 3 epochs
+    assert all(len(set(b)) == 8 for b in ref) and len({tuple(b) for b in ref}) == 9
+    for world, accum in ((2, 1), (4, 1), (2, 2), (1, 4)):
+        assert steps(world, accum, 0, 9) == ref
+        assert steps(world, accum, 4, 5) == ref[4:]  # resumed at step 4 (mid-epoch)
+    assert split_batch(26, 3, None, 2, 2) == (12, 3)  # unset: batch_size per rank and micro-step
+    assert split_batch(26, 3, 8, 2, 2) == (8, 2)
+    assert split_batch(5, 16, None, 2, 1) == (4, 2)  # a tiny dataset caps it
+    with pytest.raises(TrainingError, match="does not split over 2 rank"):
+        split_batch(26, 3, 6, 2, 2)
+    with pytest.raises(TrainingError, match="larger than the 26"):
+        split_batch(26, 3, 28, 2, 2)
+
+
+def test_resume_under_another_world_size_follows_the_global_step(prepared):
+    """train.global_batch_size=4: 2 ranks × 2 examples to step 4, stopped, then 1 rank × 4 to step 8 (and the
+    other way round) reads the batches of an uninterrupted 1-rank run, so the losses of both halves are those of that run (up to float rounding of
+    the gradient all-reduce); an indivisible global batch stops the run with a clear error."""
+    root, data = prepared
+    args = [*SMALL, f"data.root={data}", "train.global_batch_size=4", "train.steps=8", "train.ckpt_every=4"]
+    ref_dir, mixed = root / "ws1" / "run", root / "ws21" / "run"
+    vm("train", *args, "--run-dir", str(ref_dir))
+    torchrun(*args, "--run-dir", str(mixed), "--max-steps", "4")
+    vm("train", *args, "--run-dir", str(mixed))
+    grown = root / "ws12" / "run"  # and the other way: 1 rank, then 2
+    vm("train", *args, "--run-dir", str(grown), "--max-steps", "4")
+    torchrun(*args, "--run-dir", str(grown))
+    ref = losses(ref_dir)
+    assert len(set(ref)) == 8
+    for run in (mixed, grown):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == list(range(1, 9))
+        # a 2-rank loss is the global batch's mean; another batch order would differ by far more than this
+        assert [r["loss"] for r in rows] == pytest.approx(ref, rel=1e-5)
+    bad = vm("train", *SMALL, f"data.root={data}", "train.global_batch_size=3", "train.grad_accum=2",
+             "--run-dir", str(root / "indivisible"), check=False)
+    assert bad.returncode == 2 and "train.global_batch_size=3 does not split over 1 rank(s) × train.grad_accum=2" \
+        in bad.stderr, bad.stderr[-2000:]
 
 
 def test_two_process_fsdp_trains_resumes_and_saves_whole_weights(prepared):
     root, data = prepared
     run_dir = root / "fsdp"
 
-    def torchrun(steps, port):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               "-m", "vidmusic_core.cli", "train", *SMALL, f"data.root={data}", "train.fsdp=true",
-               f"train.steps={steps}", "train.ckpt_every=2", "--run-dir", str(run_dir)]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
-        assert out.returncode == 0, out.stderr[-3000:]
+    def fsdp(steps):
+        torchrun(*SMALL, f"data.root={data}", "train.fsdp=true", f"train.steps={steps}", "train.ckpt_every=2",
+                 "--run-dir", str(run_dir))
 
-    torchrun(4, 29521)
-    torchrun(6, 29522)  # resumes at step 4: sharded optimizer state restored from the whole-state file
+    fsdp(4)
+    fsdp(6)  # resumes at step 4: sharded optimizer state restored from the whole-state file
     assert [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
     assert all(l == l for l in losses(run_dir))  # finite, not NaN
     from vidmusic_core.runs import load_trained

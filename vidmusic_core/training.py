@@ -87,35 +87,70 @@ def batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     return [order[i:i + bs] for i in range(0, n_items - bs + 1, bs)]
 
 
-class StepBatches:
-    """The item indices of the batches for steps ``start_step, start_step + 1, …`` (each rank takes every
-    ``world``-th batch of an epoch): a function of (seed, epoch, step) only, so a resumed run reads exactly
-    the batches the uninterrupted one would. An endless batch sampler for ``DataLoader``."""
+def split_batch(n_items: int, batch_size: int, global_batch_size: int | None, world: int,
+                grad_accum: int) -> tuple[int, int]:
+    """(global batch, per-rank micro-batch): ``global_batch_size`` split over ``world`` ranks × ``grad_accum``
+    micro-steps (a :class:`TrainingError` when it does not divide or exceeds the data), or, unset,
+    ``batch_size`` per rank and micro-step (capped to what ``n_items`` can fill, as on a tiny dataset)."""
+    parts = world * grad_accum
+    if global_batch_size is not None:
+        g = int(global_batch_size)
+        if g <= 0 or g % parts:
+            raise TrainingError(f"train.global_batch_size={g} does not split over {world} rank(s) × train.grad_accum="
+                                f"{grad_accum}: use a positive multiple of {parts}")
+        if g > n_items:
+            raise TrainingError(f"train.global_batch_size={g} is larger than the {n_items} training items")
+        return g, g // parts
+    g = min(int(batch_size) * parts, n_items // parts * parts)
+    if g <= 0:
+        raise TrainingError(f"{n_items} training item(s) cannot give each of {world} rank(s) × train.grad_accum="
+                            f"{grad_accum} micro-steps one example")
+    return g, g // parts
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, start_step: int, rank: int, world: int) -> None:
-        per_epoch = len(batches(n_items, batch_size, seed, 0))
-        if per_epoch == 0:
-            raise TrainingError(f"no training items (train split has {n_items})")
-        self.n, self.bs, self.seed, self.start, self.rank, self.world = n_items, batch_size, seed, start_step, rank, world
-        self.per_rank = max(1, per_epoch // world)
+
+class StepBatches:
+    """This rank's micro-batches for optimizer steps ``start_step, start_step + 1, …``: step ``s`` takes the
+    global batch ``s`` of the epoch order (a function of seed, epoch and the global batch size only); rank
+    ``r`` takes the ``r``-th contiguous ``1/world`` of it and cuts that into ``grad_accum`` micro-batches. So
+    the examples of a step do not depend on the world size, and a run resumed at step ``s`` under any world
+    size reads exactly the batches an uninterrupted one would. An endless batch sampler for ``DataLoader``."""
+
+    def __init__(self, n_items: int, global_batch: int, seed: int, start_step: int, rank: int, world: int,
+                 grad_accum: int = 1) -> None:
+        if global_batch % (world * grad_accum) or not 0 < global_batch <= n_items:
+            raise TrainingError(f"a global batch of {global_batch} does not split over {world} rank(s) × "
+                                f"{grad_accum} micro-steps of {n_items} items")
+        self.n, self.g, self.seed, self.start = n_items, global_batch, seed, start_step
+        self.rank, self.world, self.accum = rank, world, grad_accum
+        self.per_epoch = n_items // global_batch
+        self.micro = global_batch // (world * grad_accum)
+
+    def step_batch(self, step: int) -> list[int]:
+        """The item indices of optimizer step ``step`` over all ranks (its global batch)."""
+        epoch, i = divmod(step, self.per_epoch)
+        return batches(self.n, self.g, self.seed, epoch)[i]
 
     def __iter__(self) -> Iterator[list[int]]:
         step, cached = self.start, (-1, [])
+        share = self.g // self.world
         while True:
-            epoch, i = divmod(step, self.per_rank)
+            epoch, i = divmod(step, self.per_epoch)
             if cached[0] != epoch:
-                cached = (epoch, batches(self.n, self.bs, self.seed, epoch))
-            yield cached[1][i * self.world + self.rank]
+                cached = (epoch, batches(self.n, self.g, self.seed, epoch))
+            mine = cached[1][i][self.rank * share:(self.rank + 1) * share]
+            for a in range(self.accum):
+                yield mine[a * self.micro:(a + 1) * self.micro]
             step += 1
 
 
-def batch_stream(dataset: CachedDataset, batch_size: int, seed: int, start_step: int, rank: int, world: int,
-                 num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict[str, Any]]:
-    """Collated batches for steps ``start_step, …`` through a ``DataLoader`` (``num_workers`` reader
-    processes, each with its own bounded shard reader; order is the sampler's whatever the worker count)."""
+def batch_stream(dataset: CachedDataset, global_batch: int, seed: int, start_step: int, rank: int, world: int,
+                 num_workers: int = 0, pin_memory: bool = False, grad_accum: int = 1) -> Iterator[dict[str, Any]]:
+    """Collated micro-batches of this rank for optimizer steps ``start_step, …`` through a ``DataLoader``
+    (``num_workers`` reader processes, each with its own bounded shard reader; order is the sampler's
+    whatever the worker count)."""
     from torch.utils.data import DataLoader
 
-    sampler = StepBatches(len(dataset), batch_size, seed, start_step, rank, world)
+    sampler = StepBatches(len(dataset), global_batch, seed, start_step, rank, world, grad_accum)
     # its own generator: the loader's worker seeds must not draw from the global RNG, whose state the
     # checkpoint saves (a resumed run would otherwise store a different RNG state)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
@@ -414,8 +449,9 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     autocast = torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     end = min(tc.steps, max_steps if max_steps is not None else tc.steps)
-    stream = batch_stream(data, tc.batch_size, tc.seed, step * tc.grad_accum, rank, world,
-                          num_workers=int(cfg.data.num_workers), pin_memory=device.type == "cuda")
+    global_batch, micro = split_batch(len(data), tc.batch_size, tc.global_batch_size, world, tc.grad_accum)
+    stream = batch_stream(data, global_batch, tc.seed, step, rank, world, num_workers=int(cfg.data.num_workers),
+                          pin_memory=device.type == "cuda", grad_accum=tc.grad_accum)
     model.train()
 
     from .progress import progress_bar
@@ -434,6 +470,8 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
                 loss = ddp_model(batch, codec.frame_rate) / tc.grad_accum
             scaler.scale(loss).backward()
             total += float(loss.detach())
+        if world > 1:  # the logged loss is the global batch's: the mean over the ranks
+            total = _mean_over_ranks(total, device, world)
         if not math.isfinite(total):
             raise TrainingError(f"loss is {total} at step {step + 1}; training stopped. The last good checkpoint "
                                 f"(step {step - step % tc.ckpt_every}) is in {run_dir / CKPT_DIR}. Lower "
@@ -456,7 +494,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
         val = {}
         if val_data is not None and (step % int(tc.eval_every) == 0 or step == end):
             # every rank computes it (FSDP's forward is collective); only rank 0 writes
-            val = validation_losses(model, val_data, codec.frame_rate, tc.batch_size, device)
+            val = validation_losses(model, val_data, codec.frame_rate, micro, device)
             shown["val"] = f"{val['val_loss']:.4f}"
         shown["loss"] = f"{total:.4f}"
         bar.set_postfix(**shown)
@@ -485,6 +523,15 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
 
         dist.barrier()
     return TrainResult(run_dir, step, last_loss, time.perf_counter() - t0)
+
+
+def _mean_over_ranks(value: float, device: torch.device, world: int) -> float:
+    """``value`` averaged over the ranks (every rank calls this, in the same order)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t) / world
 
 
 def _check_replicas(model: nn.Module, run_dir: Path, rank: int, world: int) -> None:
