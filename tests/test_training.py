@@ -100,7 +100,8 @@ def test_two_process_ddp_replicas_identical(prepared):
 def test_global_batch_splits_over_ranks_whatever_the_world_size():
     """A step's global batch is the same items under 1, 2 or 4 ranks × grad_accum micro-steps; each rank
     takes a disjoint share; a resumed sampler continues exactly; an indivisible global batch is an error."""
-    from vidmusic_core.training import StepBatches, TrainingError, split_batch
+    from vidmusic_core.errors import BatchError
+    from vidmusic_core.training import StepBatches, split_batch
 
     def steps(world, accum, start, n):
         streams = [iter(StepBatches(26, 8, 5, start, r, world, accum)) for r in range(world)]
@@ -119,9 +120,9 @@ def test_global_batch_splits_over_ranks_whatever_the_world_size():
     assert split_batch(26, 3, None, 2, 2) == (12, 3)  # unset: batch_size per rank and micro-step
     assert split_batch(26, 3, 8, 2, 2) == (8, 2)
     assert split_batch(5, 16, None, 2, 1) == (4, 2)  # a tiny dataset caps it
-    with pytest.raises(TrainingError, match="does not split over 2 rank"):
+    with pytest.raises(BatchError, match="does not split over 2 rank"):
         split_batch(26, 3, 6, 2, 2)
-    with pytest.raises(TrainingError, match="larger than the 26"):
+    with pytest.raises(BatchError, match="larger than the 26"):
         split_batch(26, 3, 28, 2, 2)
 
 

@@ -41,7 +41,10 @@ class DataConfig:
     toy_n: int = 200
     toy_seconds: float = 8.0
     toy_seed: int = 0
-    num_workers: int = field(default=0, metadata=NO_HASH)
+    num_workers: int = field(default=0, metadata=NO_HASH)  # training reader processes, each owning row groups
+    # the training order shuffles the cache's row groups and mixes the items of this many at a time (each row
+    # group is then read about once an epoch); 0 = every item with every other (random reads: small caches)
+    shuffle_groups: int = 8
 
 
 @dataclass

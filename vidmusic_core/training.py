@@ -30,9 +30,11 @@ from torch import nn
 from .checkpoint import load_state_strict, load_weights, save_weights
 from .data.cache import ShardStore
 from .data.dataset import CachedDataset, collate
+from .data.stream import BatchStream
 from .data.manifest import MANIFEST_NAME, read_manifest
+from .data.order import StepBatches, batches  # noqa: F401  (re-exported: benchmarks import them from here)
 from .data.prepare import cache_root, codec_store_dir, data_root, encoder_store_dir
-from .errors import VidmusicError
+from .errors import BatchError, VidmusicError
 from .model import VidMusicModel, build_model
 from .components import MusicCodec
 
@@ -79,86 +81,38 @@ def lr_lambda(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The epoch's batches: a permutation of the items from (seed, epoch), cut into full batches."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n_items, generator=g).tolist()
-    bs = min(batch_size, n_items)
-    return [order[i:i + bs] for i in range(0, n_items - bs + 1, bs)]
-
-
 def split_batch(n_items: int, batch_size: int, global_batch_size: int | None, world: int,
                 grad_accum: int) -> tuple[int, int]:
     """(global batch, per-rank micro-batch): ``global_batch_size`` split over ``world`` ranks × ``grad_accum``
-    micro-steps (a :class:`TrainingError` when it does not divide or exceeds the data), or, unset,
+    micro-steps (a :class:`BatchError` when it does not divide or exceeds the data), or, unset,
     ``batch_size`` per rank and micro-step (capped to what ``n_items`` can fill, as on a tiny dataset)."""
     parts = world * grad_accum
     if global_batch_size is not None:
         g = int(global_batch_size)
         if g <= 0 or g % parts:
-            raise TrainingError(f"train.global_batch_size={g} does not split over {world} rank(s) × train.grad_accum="
+            raise BatchError(f"train.global_batch_size={g} does not split over {world} rank(s) × train.grad_accum="
                                 f"{grad_accum}: use a positive multiple of {parts}")
         if g > n_items:
-            raise TrainingError(f"train.global_batch_size={g} is larger than the {n_items} training items")
+            raise BatchError(f"train.global_batch_size={g} is larger than the {n_items} training items")
         return g, g // parts
     g = min(int(batch_size) * parts, n_items // parts * parts)
     if g <= 0:
-        raise TrainingError(f"{n_items} training item(s) cannot give each of {world} rank(s) × train.grad_accum="
+        raise BatchError(f"{n_items} training item(s) cannot give each of {world} rank(s) × train.grad_accum="
                             f"{grad_accum} micro-steps one example")
     return g, g // parts
 
 
-class StepBatches:
-    """This rank's micro-batches for optimizer steps ``start_step, start_step + 1, …``: step ``s`` takes the
-    global batch ``s`` of the epoch order (a function of seed, epoch and the global batch size only); rank
-    ``r`` takes the ``r``-th contiguous ``1/world`` of it and cuts that into ``grad_accum`` micro-batches. So
-    the examples of a step do not depend on the world size, and a run resumed at step ``s`` under any world
-    size reads exactly the batches an uninterrupted one would. An endless batch sampler for ``DataLoader``."""
-
-    def __init__(self, n_items: int, global_batch: int, seed: int, start_step: int, rank: int, world: int,
-                 grad_accum: int = 1) -> None:
-        if global_batch % (world * grad_accum) or not 0 < global_batch <= n_items:
-            raise TrainingError(f"a global batch of {global_batch} does not split over {world} rank(s) × "
-                                f"{grad_accum} micro-steps of {n_items} items")
-        self.n, self.g, self.seed, self.start = n_items, global_batch, seed, start_step
-        self.rank, self.world, self.accum = rank, world, grad_accum
-        self.per_epoch = n_items // global_batch
-        self.micro = global_batch // (world * grad_accum)
-
-    def step_batch(self, step: int) -> list[int]:
-        """The item indices of optimizer step ``step`` over all ranks (its global batch)."""
-        epoch, i = divmod(step, self.per_epoch)
-        return batches(self.n, self.g, self.seed, epoch)[i]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        step, cached = self.start, (-1, [])
-        share = self.g // self.world
-        while True:
-            epoch, i = divmod(step, self.per_epoch)
-            if cached[0] != epoch:
-                cached = (epoch, batches(self.n, self.g, self.seed, epoch))
-            mine = cached[1][i][self.rank * share:(self.rank + 1) * share]
-            for a in range(self.accum):
-                yield mine[a * self.micro:(a + 1) * self.micro]
-            step += 1
-
-
 def batch_stream(dataset: CachedDataset, global_batch: int, seed: int, start_step: int, rank: int, world: int,
-                 num_workers: int = 0, pin_memory: bool = False, grad_accum: int = 1) -> Iterator[dict[str, Any]]:
-    """Collated micro-batches of this rank for optimizer steps ``start_step, …`` through a ``DataLoader``
-    (``num_workers`` reader processes, each with its own bounded shard reader; order is the sampler's
-    whatever the worker count)."""
-    from torch.utils.data import DataLoader
-
-    sampler = StepBatches(len(dataset), global_batch, seed, start_step, rank, world, grad_accum)
-    # its own generator: the loader's worker seeds must not draw from the global RNG, whose state the
-    # checkpoint saves (a resumed run would otherwise store a different RNG state)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(seed),
-                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
-                        prefetch_factor=2 if num_workers > 0 else None,
-                        multiprocessing_context="spawn" if num_workers > 0 else None)
-    return iter(loader)
+                 num_workers: int = 0, pin_memory: bool = False, grad_accum: int = 1,
+                 shuffle_groups: int = 0) -> BatchStream:
+    """Collated micro-batches of this rank for optimizer steps ``start_step, …`` (:class:`StepBatches`; with
+    ``shuffle_groups`` > 0 the epoch order is shuffled by row group, see :func:`epoch_order`), read by
+    ``num_workers`` spawned processes that each own a share of the row groups; the batches do not depend on
+    the worker count."""
+    groups = dataset.row_groups() if shuffle_groups > 0 else None
+    sampler = StepBatches(len(dataset), global_batch, seed, start_step, rank, world, grad_accum, groups,
+                          shuffle_groups)
+    return BatchStream(dataset, sampler, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
 
 
 def load_training_data(cfg: DictConfig, model: VidMusicModel, split: str = "train") -> CachedDataset:
@@ -451,7 +405,8 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     end = min(tc.steps, max_steps if max_steps is not None else tc.steps)
     global_batch, micro = split_batch(len(data), tc.batch_size, tc.global_batch_size, world, tc.grad_accum)
     stream = batch_stream(data, global_batch, tc.seed, step, rank, world, num_workers=int(cfg.data.num_workers),
-                          pin_memory=device.type == "cuda", grad_accum=tc.grad_accum)
+                          pin_memory=device.type == "cuda", grad_accum=tc.grad_accum,
+                          shuffle_groups=int(cfg.data.shuffle_groups))
     model.train()
 
     from .progress import progress_bar
