@@ -1,5 +1,5 @@
-"""Messy folders never stop `prepare`: broken, NaN, silent, truncated and short music and broken videos are
-skipped with their reason; `--strict` exits non-zero with the same cache; a dying decode worker costs one item."""
+"""Messy folders never stop `prepare`: broken, NaN, silent, truncated and short music and broken videos (one
+that fails mid-decode among them) are skipped with their reason; `--strict` exits non-zero with the same cache; a dying decode worker costs one item."""
 import faulthandler
 import json
 import operator
@@ -37,7 +37,7 @@ def messy(tmp_path_factory):
     vm("toy-data", str(d), "--n", "10", "--seconds", "2", "--workers", "1")
     good_video, good_wav = d / "toy_00000.mp4", d / "toy_00000.wav"
     x, sr = sf.read(str(good_wav), dtype="float32")
-    for name in ("broken", "nan", "silent", "truncated", "short", "textvideo", "cutvideo"):
+    for name in ("broken", "nan", "silent", "truncated", "short", "textvideo", "cutvideo", "middecode"):
         shutil.copy(good_video, d / f"{name}.mp4")
         shutil.copy(good_wav, d / f"{name}.wav")
     (d / "broken.wav").write_bytes(np.random.default_rng(0).bytes(6000))
@@ -51,11 +51,32 @@ def messy(tmp_path_factory):
     (d / "textvideo.mp4").write_text("this is not a video\n" * 50)
     vid = good_video.read_bytes()
     (d / "cutvideo.mp4").write_bytes(vid[: len(vid) // 2])
+    corrupt_later_packets(d / "middecode.mp4")
     return d
 
 
+def corrupt_later_packets(path):
+    """Overwrite the video packets after the first third with random bytes, in place: the header, the index and
+    the first frames stay valid (probing passes), and decoding fails part-way through the clip."""
+    import av
+
+    with av.open(str(path)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    raw = bytearray(path.read_bytes())
+    for pos, size in packets[len(packets) // 3:]:
+        raw[pos:pos + size] = np.random.default_rng(pos).bytes(size)
+    path.write_bytes(bytes(raw))
+    with av.open(str(path)) as c:  # the file really is what the test needs
+        frames = c.decode(video=0)
+        next(frames)
+        with pytest.raises(av.FFmpegError):
+            for _ in frames:
+                pass
+
+
 REASONS = {"broken": "cannot decode audio", "nan": "NaN or infinite", "silent": "silent audio",
-           "truncated": "truncated audio", "short": "audio too short", "textvideo": "", "cutvideo": ""}
+           "truncated": "truncated audio", "short": "audio too short", "textvideo": "", "cutvideo": "",
+           "middecode": "middecode.mp4 failed after "}
 
 
 def stores(cache):
@@ -70,7 +91,7 @@ def test_prepare_skips_every_bad_item_and_caches_the_good_ones(messy, tmp_path):
     cache = tmp_path / "cache"
     out = vm("prepare", str(messy), *OPTS, f"data.cache_dir={cache}", "--shard-size", "4")
     good = {f"toy_{i:05d}" for i in range(10)}
-    assert f"10 items prepared, 7 skipped: see {cache / 'bad_items.json'}" in out.stdout
+    assert f"10 items prepared, 8 skipped: see {cache / 'bad_items.json'}" in out.stdout
     items = read_manifest(cache / "manifest.jsonl")
     assert {it.name for it in items} == good
     keys = {it.content_hash for it in items}
@@ -82,12 +103,13 @@ def test_prepare_skips_every_bad_item_and_caches_the_good_ones(messy, tmp_path):
         assert words in bad[name] and f"skipped {name}: " in out.stdout, (name, bad[name])
     assert "silent.wav" in bad["silent"] and "-60 dBFS" in bad["silent"]
     assert "0.30 s" in bad["short"] and "0.50 s of the 2.00 s" in bad["truncated"]
+    assert int(bad["middecode"].split("failed after ")[1].split()[0]) > 0  # some frames decoded, then the error
 
     # --strict, fresh cache, two decode workers: exit 1 after caching the same bytes
     strict = tmp_path / "strict"
     res = vm("prepare", str(messy), *OPTS, f"data.cache_dir={strict}", "--shard-size", "4", "--workers", "2",
              "--strict", check=False)
-    assert res.returncode == 1 and "7 bad item(s)" in res.stderr and "10 good items are cached" in res.stderr
+    assert res.returncode == 1 and "8 bad item(s)" in res.stderr and "10 good items are cached" in res.stderr
     assert shard_bytes(strict) == shard_bytes(cache)
     assert read_manifest(strict / "manifest.jsonl") == items
 
