@@ -1,5 +1,6 @@
 """Messy folders never stop `prepare`: broken, NaN, silent, truncated and short music and broken videos (one
-that fails mid-decode among them) are skipped with their reason; `--strict` exits non-zero with the same cache; a dying decode worker costs one item."""
+that fails mid-decode among them) are skipped with their reason; `--strict` exits non-zero with the same cache;
+a dying decode worker costs one item."""
 import faulthandler
 import json
 import operator
