@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from broken_files import corrupt_later_packets
 from vidmusic_core.data.cache import ShardStore
 from vidmusic_core.data.decode import DecodePool, Skip
 from vidmusic_core.data.manifest import read_manifest
@@ -54,25 +55,6 @@ def messy(tmp_path_factory):
     (d / "cutvideo.mp4").write_bytes(vid[: len(vid) // 2])
     corrupt_later_packets(d / "middecode.mp4")
     return d
-
-
-def corrupt_later_packets(path):
-    """Overwrite the video packets after the first third with random bytes, in place: the header, the index and
-    the first frames stay valid (probing passes), and decoding fails part-way through the clip."""
-    import av
-
-    with av.open(str(path)) as c:
-        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
-    raw = bytearray(path.read_bytes())
-    for pos, size in packets[len(packets) // 3:]:
-        raw[pos:pos + size] = np.random.default_rng(pos).bytes(size)
-    path.write_bytes(bytes(raw))
-    with av.open(str(path)) as c:  # the file really is what the test needs
-        frames = c.decode(video=0)
-        next(frames)
-        with pytest.raises(av.FFmpegError):
-            for _ in frames:
-                pass
 
 
 REASONS = {"broken": "cannot decode audio", "nan": "NaN or infinite", "silent": "silent audio",

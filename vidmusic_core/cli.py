@@ -270,6 +270,7 @@ def run(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
     _echo_scores(rep.results, "  ")
     if (rep.run_dir / "report.html").is_file():
         click.echo(f"report: {rep.run_dir / 'report.html'}")
+    _exit_on_bad_items(rep.results or {}, rep.run_dir)
 
 
 @cli.command()
@@ -458,7 +459,9 @@ def eval_cmd(run_dir: str | None, metrics: tuple[str, ...], videos: str | None, 
             raise click.UsageError("give RUN_DIR, or --videos DIR --music DIR [--reference DIR] [-o OUT]")
         from . import api
 
-        _echo_scores(api.evaluate(run_dir, list(metrics) or None))
+        res = api.evaluate(run_dir, list(metrics) or None)
+        _echo_scores(res)
+        _exit_on_bad_items(res, Path(run_dir))
         return
     if run_dir is not None or videos is None or music is None:
         raise click.UsageError("the folder mode takes --videos DIR and --music DIR (and no RUN_DIR)")
@@ -477,6 +480,18 @@ def eval_cmd(run_dir: str | None, metrics: tuple[str, ...], videos: str | None, 
     for j in res["judges"]:
         click.echo(f"judge {j['judge']} ({j['package']} {j['version']}; weights: {j['licence']})")
     click.echo(f"wrote {out / 'results.json'}, {out / 'protocol.json'}, {out / 'table.md'}, {out / 'report.html'}")
+    _exit_on_bad_items(res, out)
+
+
+def _exit_on_bad_items(res: dict[str, Any], out: Path) -> None:
+    """Name each pair that could not be read; exit 1 when there was one (the rest were scored)."""
+    bad = res.get("bad_items", [])
+    for b in bad:
+        click.echo(f"skipped {b['name']}: {b['reason']}", err=True)
+    if bad:
+        what = "pairs" if res.get("mode") == "folders" else "items"
+        click.echo(f"{res['n_items']} {what} scored, {len(bad)} skipped: see {out / 'bad_items.json'}", err=True)
+        sys.exit(1)
 
 
 @cli.command()
