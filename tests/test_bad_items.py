@@ -107,3 +107,62 @@ def test_a_dying_worker_costs_only_its_item():
         assert "worker died (signal 11" in got[3].reason
         assert isinstance(got[5], Skip) and "ValueError" in got[5].reason  # an exception costs its item too
         assert pool.map(operator.call, [(abs, -1)] * 3) == [1, 1, 1]  # fresh workers carry on
+
+
+def _children(pid):
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _open_video(pid, folder):
+    """The .mp4 of ``folder`` that process ``pid`` has open, or None."""
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)) and target.endswith(".mp4"):
+            return Path(target)
+    return None
+
+
+def test_a_decode_worker_killed_mid_item_costs_that_item_through_the_cli(tmp_path):
+    """`vidmusic prepare --workers 2` while the kernel kills a decode worker (SIGKILL, as the OOM killer does)
+    the moment it holds a video open: that item is skipped as 'the decoding worker died (signal 9 …)', a fresh
+    worker takes the next, and the run caches every other item and exits 0."""
+    import signal
+    import time
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    vm("toy-data", str(data), "--n", "12", "--seconds", "2", "--workers", "1")
+    proc = subprocess.Popen([str(BIN / "vidmusic"), "prepare", str(data), *OPTS, f"data.cache_dir={cache}",
+                             "--workers", "2", "--shard-size", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    victim, deadline = None, time.time() + 300
+    while victim is None and proc.poll() is None and time.time() < deadline:
+        for child in _children(proc.pid):
+            try:
+                spawned = b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            video = _open_video(child, data) if spawned else None
+            if video is not None:
+                os.kill(child, signal.SIGKILL)
+                victim = video.stem
+                break
+        time.sleep(0.002)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert victim is not None, "no decode worker was seen holding a video: " + stderr[-2000:]
+    assert proc.returncode == 0, stderr[-3000:]
+    bad = json.loads((cache / "bad_items.json").read_text())
+    assert [b["name"] for b in bad] == [victim], bad
+    assert "the decoding worker died (signal 9" in bad[0]["reason"]
+    assert f"11 items prepared, 1 skipped: see {cache / 'bad_items.json'}" in stdout
+    assert {it.name for it in read_manifest(cache / "manifest.jsonl")} == {f"toy_{i:05d}" for i in range(12)} - {victim}
+    for store in stores(cache):
+        assert len(store.index()) == 11
