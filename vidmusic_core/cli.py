@@ -43,9 +43,18 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn = click.option(f"--{name}", default=None, metavar="NAME", help=f"shorthand for {name}.name=NAME")(fn)
     fn = click.option("-c", "--config", "files", multiple=True, type=click.Path(dir_okay=False),
                       help="YAML file merged on top of the presets (repeatable)")(fn)
-    fn = click.option("-p", "--preset", "presets", multiple=True, metavar="NAME",
-                      help=_preset_help())(fn)
+    fn = click.option("-p", "--preset", "presets", multiple=True, metavar="NAME", cls=_PresetOption,
+                      help="a registered preset or a YAML path")(fn)
     return fn
+
+
+class _PresetOption(click.Option):
+    """``-p``, whose help names the registered presets only when help is shown: importing this module must not
+    load every plugin (a spawned ``prepare --workers`` decode process imports it as its main module)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = _preset_help()
+        return super().get_help_record(ctx)
 
 
 def _preset_help() -> str:
@@ -236,7 +245,8 @@ def prepare(data_dir: str | None, presets: tuple[str, ...], files: tuple[str, ..
         click.echo(f"  skipped {b.name}: {b.reason}")
     click.echo(f"{rep.items} items prepared, {len(rep.bad)} skipped" +
                (f": see {rep.cache_dir / 'bad_items.json'}" if rep.bad else "") +
-               f" ({len(rep.shards_written)} shard(s) written in {rep.seconds:.1f} s -> {rep.cache_dir})")
+               f" ({len(rep.shards_written)} shard(s) written in {rep.seconds:.1f} s, {rep.loop_seconds:.2f} s of it "
+               f"decoding and encoding -> {rep.cache_dir})")
     if strict and rep.bad and launcher is not None:
         sys.exit(1)
 
