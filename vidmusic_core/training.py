@@ -8,7 +8,9 @@ A checkpoint directory is written beside the old one and swapped in by rename, s
 a half-written checkpoint. ``train.fsdp=true`` under torchrun shards parameters, gradients and optimizer
 state (PyTorch FSDP2, one unit at the model root); checkpoints still hold whole tensors. ``resume``
 continues from ``last``: the data order is a function of (seed, epoch) and the step, so the resumed
-loss curve equals the uninterrupted one.
+loss curve equals the uninterrupted one. ``train.global_batch_size`` is split over the ranks and
+``grad_accum`` micro-steps; a step's global batch does not depend on the world size, so a run also resumes
+under another one (see :mod:`vidmusic_core.data.order`).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -32,7 +34,7 @@ from .data.cache import ShardStore
 from .data.dataset import CachedDataset, collate
 from .data.stream import BatchStream
 from .data.manifest import MANIFEST_NAME, read_manifest
-from .data.order import StepBatches, batches  # noqa: F401  (re-exported: benchmarks import them from here)
+from .data.order import StepBatches  # noqa: F401  (benchmarks import it from here)
 from .data.prepare import cache_root, codec_store_dir, data_root, encoder_store_dir
 from .errors import BatchError, VidmusicError
 from .model import VidMusicModel, build_model
@@ -91,14 +93,14 @@ def split_batch(n_items: int, batch_size: int, global_batch_size: int | None, wo
         g = int(global_batch_size)
         if g <= 0 or g % parts:
             raise BatchError(f"train.global_batch_size={g} does not split over {world} rank(s) × train.grad_accum="
-                                f"{grad_accum}: use a positive multiple of {parts}")
+                             f"{grad_accum}: use a positive multiple of {parts}")
         if g > n_items:
             raise BatchError(f"train.global_batch_size={g} is larger than the {n_items} training items")
         return g, g // parts
     g = min(int(batch_size) * parts, n_items // parts * parts)
     if g <= 0:
         raise BatchError(f"{n_items} training item(s) cannot give each of {world} rank(s) × train.grad_accum="
-                            f"{grad_accum} micro-steps one example")
+                         f"{grad_accum} micro-steps one example")
     return g, g // parts
 
 
