@@ -199,6 +199,14 @@ def test_run_loop_resumes_and_reports(prepared):
     html = (run_dir / "report.html").read_text()
     assert "<audio" in html and "<video" in html and "data:image/png;base64" in html
     assert "Scored on <b>1 test clip</b>" in html and "Shuffled-video control: not possible with 1 test clip" in html
+    assert json.loads((run_dir / "bad_items.json").read_text()) == []
+    # a generated sample that cannot be read: `vidmusic eval RUN_DIR` names it, and exits 1
+    (run_dir / "samples" / f"{test_items[0]}.wav").write_bytes(b"RIFF" + bytes(40))
+    bad = vm("eval", str(run_dir), check=False)
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert f"skipped {test_items[0]}: " in bad.stderr and "0 items scored, 1 skipped" in bad.stderr
+    listed = json.loads((run_dir / "bad_items.json").read_text())
+    assert [b["name"] for b in listed] == test_items and listed[0]["path"].endswith(f"samples/{test_items[0]}.wav")
 
 
 def test_generate_cli_short_and_long_video(prepared, tmp_path):
