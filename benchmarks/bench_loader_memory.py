@@ -8,11 +8,13 @@ by default CLIP-like patch tokens of an 8 s clip at 2 fps, plus int16 codes ``[4
 
 * ``new``: :class:`CachedDataset` over the streaming :class:`ShardStore` (row groups, LRU bound), in the
   training process (``--workers 0``) and through ``DataLoader`` workers (``--workers N``);
+* ``grouped``: the same with the row-group shuffle of training (``data.shuffle_groups=8``), which reads each
+  row group about once an epoch; for ``new`` and ``grouped`` the row groups read from disk are counted;
 * ``old``: the reader as of commit ``OLD`` (``git show OLD:vidmusic_core/data/cache.py``), which keeps every
   shard it touched in memory and reads items one by one.
 
 Prints peak RSS (``ru_maxrss``, the reading process; DataLoader workers are reported separately) at N and
-10·N (goal: ratio <= 1.2 for the new reader) and examples/s new ÷ old.
+10·N (goal: ratio <= 1.2 for the new reader), examples/s new ÷ old and row-group reads per epoch.
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ import numpy as np
 
 OLD = "b48528f"
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def READERS(workers: int) -> list[tuple[str, int]]:  # noqa: N802
+    return [("old", 0), ("new", 0), ("new", workers), ("grouped", 0), ("grouped", workers)]
 
 
 def write_cache(root: Path, n: int, feature: tuple[int, ...]) -> None:
@@ -86,13 +92,16 @@ def measure(root: Path, reader: str, epochs: int, workers: int) -> dict[str, flo
             collate([example(i) for i in next(it)])
     else:
         ds = CachedDataset(items, enc, cod, split=None)
-        stream = batch_stream(ds, bs, 0, 0, 0, 1, num_workers=workers)
+        stream = batch_stream(ds, bs, 0, 0, 0, 1, num_workers=workers, shuffle_groups=8 if reader == "grouped" else 0)
         for _ in range(steps):
             next(stream)
     secs = time.perf_counter() - t0
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-            "examples_per_s": steps * bs / secs, "items": len(items)}
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+           "examples_per_s": steps * bs / secs, "items": len(items)}
+    if reader != "old":
+        out.update(loads_per_epoch=sum(stream.loads.values()) / epochs, row_groups=len(set(ds.row_groups())))
+    return out
 
 
 def main() -> None:
@@ -112,21 +121,23 @@ def main() -> None:
         for n in (a.n, 10 * a.n):
             root = Path(tmp) / f"n{n}"
             write_cache(root, n, feature)
-            for reader, w in (("old", 0), ("new", 0), ("new", a.workers)):
+            for reader, w in READERS(a.workers):
                 out = subprocess.run([sys.executable, __file__, "--epochs", str(a.epochs), "--measure", str(root),
                                       reader, str(w)], check=True, capture_output=True, text=True).stdout
                 res[(n, reader, w)] = json.loads(out.splitlines()[-1])
                 r = res[(n, reader, w)]
+                reads = (f", {r['loads_per_epoch']:.0f} row-group reads/epoch of {r['row_groups']} row groups"
+                         if "row_groups" in r else "")
                 print(f"N={n:5d} {reader} workers={w}: peak RSS {r['peak_rss_mb']:.0f} MB "
-                      f"(loader workers {r['workers_peak_rss_mb']:.0f} MB), {r['examples_per_s']:.0f} examples/s")
+                      f"(loader workers {r['workers_peak_rss_mb']:.0f} MB), {r['examples_per_s']:.0f} examples/s{reads}")
         mb = np.prod(feature) * 2 / 2 ** 20
         print(f"features {mb:.2f} MB/item float16; cache {10 * a.n * mb:.0f} MB at 10·N")
-        for reader, w in (("old", 0), ("new", 0), ("new", a.workers)):
+        for reader, w in READERS(a.workers):
             ratio = res[(10 * a.n, reader, w)]["peak_rss_mb"] / res[(a.n, reader, w)]["peak_rss_mb"]
             print(f"peak RSS 10·N / N, {reader} workers={w}: {ratio:.2f}" + (" (goal <= 1.2)" if reader == "new" else ""))
-        for w in (0, a.workers):
-            speed = res[(10 * a.n, "new", w)]["examples_per_s"] / res[(10 * a.n, "old", 0)]["examples_per_s"]
-            print(f"examples/s new (workers={w}) / old at 10·N: {speed:.2f}")
+        for reader, w in READERS(a.workers)[1:]:
+            speed = res[(10 * a.n, reader, w)]["examples_per_s"] / res[(10 * a.n, "old", 0)]["examples_per_s"]
+            print(f"examples/s {reader} (workers={w}) / old at 10·N: {speed:.2f}")
 
 
 if __name__ == "__main__":

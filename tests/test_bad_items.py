@@ -1,5 +1,6 @@
-"""Messy folders never stop `prepare`: broken, NaN, silent, truncated and short music and broken videos are
-skipped with their reason; `--strict` exits non-zero with the same cache; a dying decode worker costs one item."""
+"""Messy folders never stop `prepare`: broken, NaN, silent, truncated and short music and broken videos (one
+that fails mid-decode among them) are skipped with their reason; `--strict` exits non-zero with the same cache;
+a dying decode worker costs one item."""
 import faulthandler
 import json
 import operator
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from broken_files import corrupt_later_packets
 from vidmusic_core.data.cache import ShardStore
 from vidmusic_core.data.decode import DecodePool, Skip
 from vidmusic_core.data.manifest import read_manifest
@@ -37,7 +39,7 @@ def messy(tmp_path_factory):
     vm("toy-data", str(d), "--n", "10", "--seconds", "2", "--workers", "1")
     good_video, good_wav = d / "toy_00000.mp4", d / "toy_00000.wav"
     x, sr = sf.read(str(good_wav), dtype="float32")
-    for name in ("broken", "nan", "silent", "truncated", "short", "textvideo", "cutvideo"):
+    for name in ("broken", "nan", "silent", "truncated", "short", "textvideo", "cutvideo", "middecode"):
         shutil.copy(good_video, d / f"{name}.mp4")
         shutil.copy(good_wav, d / f"{name}.wav")
     (d / "broken.wav").write_bytes(np.random.default_rng(0).bytes(6000))
@@ -51,11 +53,13 @@ def messy(tmp_path_factory):
     (d / "textvideo.mp4").write_text("this is not a video\n" * 50)
     vid = good_video.read_bytes()
     (d / "cutvideo.mp4").write_bytes(vid[: len(vid) // 2])
+    corrupt_later_packets(d / "middecode.mp4")
     return d
 
 
 REASONS = {"broken": "cannot decode audio", "nan": "NaN or infinite", "silent": "silent audio",
-           "truncated": "truncated audio", "short": "audio too short", "textvideo": "", "cutvideo": ""}
+           "truncated": "truncated audio", "short": "audio too short", "textvideo": "", "cutvideo": "",
+           "middecode": "middecode.mp4 failed after "}
 
 
 def stores(cache):
@@ -70,7 +74,7 @@ def test_prepare_skips_every_bad_item_and_caches_the_good_ones(messy, tmp_path):
     cache = tmp_path / "cache"
     out = vm("prepare", str(messy), *OPTS, f"data.cache_dir={cache}", "--shard-size", "4")
     good = {f"toy_{i:05d}" for i in range(10)}
-    assert f"10 items prepared, 7 skipped: see {cache / 'bad_items.json'}" in out.stdout
+    assert f"10 items prepared, 8 skipped: see {cache / 'bad_items.json'}" in out.stdout
     items = read_manifest(cache / "manifest.jsonl")
     assert {it.name for it in items} == good
     keys = {it.content_hash for it in items}
@@ -82,12 +86,13 @@ def test_prepare_skips_every_bad_item_and_caches_the_good_ones(messy, tmp_path):
         assert words in bad[name] and f"skipped {name}: " in out.stdout, (name, bad[name])
     assert "silent.wav" in bad["silent"] and "-60 dBFS" in bad["silent"]
     assert "0.30 s" in bad["short"] and "0.50 s of the 2.00 s" in bad["truncated"]
+    assert int(bad["middecode"].split("failed after ")[1].split()[0]) > 0  # some frames decoded, then the error
 
     # --strict, fresh cache, two decode workers: exit 1 after caching the same bytes
     strict = tmp_path / "strict"
     res = vm("prepare", str(messy), *OPTS, f"data.cache_dir={strict}", "--shard-size", "4", "--workers", "2",
              "--strict", check=False)
-    assert res.returncode == 1 and "7 bad item(s)" in res.stderr and "10 good items are cached" in res.stderr
+    assert res.returncode == 1 and "8 bad item(s)" in res.stderr and "10 good items are cached" in res.stderr
     assert shard_bytes(strict) == shard_bytes(cache)
     assert read_manifest(strict / "manifest.jsonl") == items
 
@@ -102,3 +107,62 @@ def test_a_dying_worker_costs_only_its_item():
         assert "worker died (signal 11" in got[3].reason
         assert isinstance(got[5], Skip) and "ValueError" in got[5].reason  # an exception costs its item too
         assert pool.map(operator.call, [(abs, -1)] * 3) == [1, 1, 1]  # fresh workers carry on
+
+
+def _children(pid):
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _open_video(pid, folder):
+    """The .mp4 of ``folder`` that process ``pid`` has open, or None."""
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)) and target.endswith(".mp4"):
+            return Path(target)
+    return None
+
+
+def test_a_decode_worker_killed_mid_item_costs_that_item_through_the_cli(tmp_path):
+    """`vidmusic prepare --workers 2` while the kernel kills a decode worker (SIGKILL, as the OOM killer does)
+    the moment it holds a video open: that item is skipped as 'the decoding worker died (signal 9 …)', a fresh
+    worker takes the next, and the run caches every other item and exits 0."""
+    import signal
+    import time
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    vm("toy-data", str(data), "--n", "12", "--seconds", "2", "--workers", "1")
+    proc = subprocess.Popen([str(BIN / "vidmusic"), "prepare", str(data), *OPTS, f"data.cache_dir={cache}",
+                             "--workers", "2", "--shard-size", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    victim, deadline = None, time.time() + 300
+    while victim is None and proc.poll() is None and time.time() < deadline:
+        for child in _children(proc.pid):
+            try:
+                spawned = b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            video = _open_video(child, data) if spawned else None
+            if video is not None:
+                os.kill(child, signal.SIGKILL)
+                victim = video.stem
+                break
+        time.sleep(0.002)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert victim is not None, "no decode worker was seen holding a video: " + stderr[-2000:]
+    assert proc.returncode == 0, stderr[-3000:]
+    bad = json.loads((cache / "bad_items.json").read_text())
+    assert [b["name"] for b in bad] == [victim], bad
+    assert "the decoding worker died (signal 9" in bad[0]["reason"]
+    assert f"11 items prepared, 1 skipped: see {cache / 'bad_items.json'}" in stdout
+    assert {it.name for it in read_manifest(cache / "manifest.jsonl")} == {f"toy_{i:05d}" for i in range(12)} - {victim}
+    for store in stores(cache):
+        assert len(store.index()) == 11

@@ -144,7 +144,7 @@ SPECS = {
     "docs/scaling.md: pip install 'vidmusic[slurm]'": Spec(
         "cli", "needs a Slurm cluster; tests/test_scaling.py runs the same path with submitit's LocalExecutor",
         setup=("pip install",)),
-    "docs/scaling.md: torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint head-node:29500 -m vidmusic_core.cli train -p smoke data.root=data/v2m train.batch_size=16": Spec(
+    "docs/scaling.md: torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint head-node:29500 -m vidmusic_core.cli train -p smoke data.root=data/v2m train.global_batch_size=256": Spec(
         "skip", "needs two machines; tests/test_training.py runs 2-process torchrun on gloo"),
     "docs/sweeps.md: vidmusic sweep -p smoke --grid encoder.name=clip,lstv --grid layout.name=prefix,aligned --workers 2": Spec("cli"),
     "docs/sweeps.md: import itertools, submitit": Spec("skip", "needs submitit and a Slurm cluster (not installed here)"),

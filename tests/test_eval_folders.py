@@ -126,3 +126,60 @@ def test_music_may_be_the_audio_track_of_released_mp4_samples(folders, tmp_path)
     assert [m.name for _, _, m, _ in match_folders(folders / "videos", music)] == ["a.mp4", "b.mp4", "c.mp4"]
     res = evaluate_folders(folders / "videos", music, tmp_path / "o", metrics=["visual_sync"])
     assert res["metrics"]["vsync_f1"]["conditioned"] > 0.8 and res["metrics"]["vsync_f1"]["delta"] > 0.3
+
+
+def test_unreadable_pairs_are_skipped_with_their_reason(folders, tmp_path):
+    """Broken music (random bytes), a truncated wav and a video that fails mid-decode: each is named in
+    bad_items.json with its reason, the other pairs are scored, and the exit code is 1."""
+    from broken_files import corrupt_later_packets
+
+    videos, music = tmp_path / "videos", tmp_path / "music"
+    shutil.copytree(folders / "videos", videos)
+    shutil.copytree(folders / "music", music)
+    for name in ("noise", "cut", "middecode"):
+        shutil.copy(videos / "a.mp4", videos / f"{name}.mp4")
+        shutil.copy(music / "a.wav", music / f"{name}.wav")
+    (music / "noise.wav").write_bytes(np.random.default_rng(0).bytes(5000))
+    raw = (music / "cut.wav").read_bytes()
+    (music / "cut.wav").write_bytes(raw[: len(raw) // 3])
+    corrupt_later_packets(videos / "middecode.mp4")
+    out = tmp_path / "out"
+    res = run("eval", "--videos", str(videos), "--music", str(music), "--metric", "visual_sync", "-o", str(out))
+    assert res.returncode == 1, res.stderr
+    bad = {b["name"]: b for b in json.loads((out / "bad_items.json").read_text())}
+    assert set(bad) == {"noise", "cut", "middecode"}
+    assert "cannot decode audio" in bad["noise"]["reason"] and bad["noise"]["path"].endswith("noise.wav")
+    assert "truncated audio" in bad["cut"]["reason"] and bad["cut"]["path"].endswith("cut.wav")
+    assert "failed after" in bad["middecode"]["reason"] and bad["middecode"]["path"].endswith("middecode.mp4")
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_items"] == 3 and [p["name"] for p in results["pairs"]] == ["a", "b", "c"]
+    assert results["metrics"]["vsync_f1"]["conditioned"] > 0.8  # the good pairs scored as without the bad ones
+    assert "skipped noise: " in res.stderr and "3 pairs scored, 3 skipped" in res.stderr
+
+
+def test_run_mode_eval_skips_an_unreadable_sample(tmp_path):
+    """evaluate_run: a generated sample that is not audio costs its item in both variants; bad_items.json in the
+    run directory names it, the others are scored."""
+    from vidmusic_core.data.manifest import Item
+    from vidmusic_core.pipeline import evaluate_run
+
+    run_dir, data = tmp_path / "run", tmp_path / "data"
+    data.mkdir()
+    items = []
+    for i, name in enumerate(("a", "b", "c", "d")):
+        ref = data / f"{name}.wav"
+        sf.write(ref, clicks(np.arange(0.5, 6.0, 0.5 + 0.05 * i), seconds=6.0), SR)
+        items.append(Item(name=name, video=str(data / f"{name}.mp4"), music=str(ref), music_kind="audio", split="test"))
+        for variant in ("samples", "samples_shuffled"):
+            folder = run_dir / variant
+            folder.mkdir(parents=True, exist_ok=True)
+            sf.write(folder / f"{name}.wav", clicks(np.arange(0.25, 6.0, 0.5 + 0.07 * i), seconds=6.0), SR)
+            (folder / f"{name}.json").write_text(json.dumps({"video": str(data / f"{name}.mp4")}))
+    (run_dir / "samples_shuffled" / "c.wav").write_text("not audio at all\n" * 100)
+    res = evaluate_run(run_dir, items, ["fd_mel"])
+    bad = json.loads((run_dir / "bad_items.json").read_text())
+    assert [b["name"] for b in bad] == ["c"] and bad[0]["path"].endswith("samples_shuffled/c.wav")
+    assert "cannot decode audio" in bad[0]["reason"]
+    assert res["n_items"] == 3 and res["bad_items"] == bad
+    assert np.isfinite(res["metrics"]["fd_mel"]["conditioned"]) and np.isfinite(res["metrics"]["fd_mel"]["shuffled"])
+    assert json.loads((run_dir / "results.json").read_text())["n_items"] == 3

@@ -78,13 +78,20 @@ def test_resume_after_sigkill_matches_uninterrupted(prepared):
     assert not (killed / "checkpoints" / "last.tmp").exists()
 
 
+def torchrun(*args, nproc=2, check=True):
+    """`vidmusic train` under ``torchrun --standalone`` (a free rendezvous port of its own) on gloo."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "vidmusic_core.cli", "train", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
 def test_two_process_ddp_replicas_identical(prepared):
     root, data = prepared
     run_dir = root / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "vidmusic_core.cli", "train", *SMALL, f"data.root={data}", "train.steps=6", "--run-dir", str(run_dir)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
-    assert out.returncode == 0, out.stderr[-3000:]
+    torchrun(*SMALL, f"data.root={data}", "train.steps=6", "--run-dir", str(run_dir))
     info = json.loads((run_dir / "ddp.json").read_text())
     assert info["world_size"] == 2 and info["identical"] and len(info["param_checksums"]) == 2
     last = run_dir / "checkpoints" / "last"
@@ -92,19 +99,71 @@ def test_two_process_ddp_replicas_identical(prepared):
     assert (last / "model" / "model_index.yaml").is_file() and not (last / "model.safetensors").exists()
 
 
+def test_global_batch_splits_over_ranks_whatever_the_world_size():
+    """A step's global batch is the same items under 1, 2 or 4 ranks × grad_accum micro-steps; each rank
+    takes a disjoint share; a resumed sampler continues exactly; an indivisible global batch is an error."""
+    from vidmusic_core.errors import BatchError
+    from vidmusic_core.training import StepBatches, split_batch
+
+    def steps(world, accum, start, n):
+        streams = [iter(StepBatches(26, 8, 5, start, r, world, accum)) for r in range(world)]
+        out = []
+        for _ in range(n):
+            parts = [[next(s) for _ in range(accum)] for s in streams]  # rank r's micro-batches of this step
+            assert all(len(m) == 8 // (world * accum) for p in parts for m in p)
+            out.append([i for p in parts for m in p for i in m])
+        return out
+
+    ref = steps(1, 1, 0, 9)  # 3 global batches per epoch: 3 epochs
+    assert all(len(set(b)) == 8 for b in ref) and len({tuple(b) for b in ref}) == 9
+    for world, accum in ((2, 1), (4, 1), (2, 2), (1, 4)):
+        assert steps(world, accum, 0, 9) == ref
+        assert steps(world, accum, 4, 5) == ref[4:]  # resumed at step 4 (mid-epoch)
+    assert split_batch(26, 3, None, 2, 2) == (12, 3)  # unset: batch_size per rank and micro-step
+    assert split_batch(26, 3, 8, 2, 2) == (8, 2)
+    assert split_batch(5, 16, None, 2, 1) == (4, 2)  # a tiny dataset caps it
+    with pytest.raises(BatchError, match="does not split over 2 rank"):
+        split_batch(26, 3, 6, 2, 2)
+    with pytest.raises(BatchError, match="larger than the 26"):
+        split_batch(26, 3, 28, 2, 2)
+
+
+def test_resume_under_another_world_size_follows_the_global_step(prepared):
+    """train.global_batch_size=4: 2 ranks × 2 examples to step 4, stopped, then 1 rank × 4 to step 8 (and the
+    other way round) reads the batches of an uninterrupted 1-rank run, so the losses of both halves are those of that run (up to float rounding of
+    the gradient all-reduce); an indivisible global batch stops the run with a clear error."""
+    root, data = prepared
+    args = [*SMALL, f"data.root={data}", "train.global_batch_size=4", "train.steps=8", "train.ckpt_every=4"]
+    ref_dir, mixed = root / "ws1" / "run", root / "ws21" / "run"
+    vm("train", *args, "--run-dir", str(ref_dir))
+    torchrun(*args, "--run-dir", str(mixed), "--max-steps", "4")
+    vm("train", *args, "--run-dir", str(mixed))
+    grown = root / "ws12" / "run"  # and the other way: 1 rank, then 2
+    vm("train", *args, "--run-dir", str(grown), "--max-steps", "4")
+    torchrun(*args, "--run-dir", str(grown))
+    ref = losses(ref_dir)
+    assert len(set(ref)) == 8
+    for run in (mixed, grown):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == list(range(1, 9))
+        # a 2-rank loss is the global batch's mean; another batch order would differ by far more than this
+        assert [r["loss"] for r in rows] == pytest.approx(ref, rel=1e-5)
+    bad = vm("train", *SMALL, f"data.root={data}", "train.global_batch_size=3", "train.grad_accum=2",
+             "--run-dir", str(root / "indivisible"), check=False)
+    assert bad.returncode == 2 and "train.global_batch_size=3 does not split over 1 rank(s) × train.grad_accum=2" \
+        in bad.stderr, bad.stderr[-2000:]
+
+
 def test_two_process_fsdp_trains_resumes_and_saves_whole_weights(prepared):
     root, data = prepared
     run_dir = root / "fsdp"
 
-    def torchrun(steps, port):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               "-m", "vidmusic_core.cli", "train", *SMALL, f"data.root={data}", "train.fsdp=true",
-               f"train.steps={steps}", "train.ckpt_every=2", "--run-dir", str(run_dir)]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
-        assert out.returncode == 0, out.stderr[-3000:]
+    def fsdp(steps):
+        torchrun(*SMALL, f"data.root={data}", "train.fsdp=true", f"train.steps={steps}", "train.ckpt_every=2",
+                 "--run-dir", str(run_dir))
 
-    torchrun(4, 29521)
-    torchrun(6, 29522)  # resumes at step 4: sharded optimizer state restored from the whole-state file
+    fsdp(4)
+    fsdp(6)  # resumes at step 4: sharded optimizer state restored from the whole-state file
     assert [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
     assert all(l == l for l in losses(run_dir))  # finite, not NaN
     from vidmusic_core.runs import load_trained
@@ -142,6 +201,14 @@ def test_run_loop_resumes_and_reports(prepared):
     html = (run_dir / "report.html").read_text()
     assert "<audio" in html and "<video" in html and "data:image/png;base64" in html
     assert "Scored on <b>1 test clip</b>" in html and "Shuffled-video control: not possible with 1 test clip" in html
+    assert json.loads((run_dir / "bad_items.json").read_text()) == []
+    # a generated sample that cannot be read: `vidmusic eval RUN_DIR` names it, and exits 1
+    (run_dir / "samples" / f"{test_items[0]}.wav").write_bytes(b"RIFF" + bytes(40))
+    bad = vm("eval", str(run_dir), check=False)
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert f"skipped {test_items[0]}: " in bad.stderr and "0 items scored, 1 skipped" in bad.stderr
+    listed = json.loads((run_dir / "bad_items.json").read_text())
+    assert [b["name"] for b in listed] == test_items and listed[0]["path"].endswith(f"samples/{test_items[0]}.wav")
 
 
 def test_generate_cli_short_and_long_video(prepared, tmp_path):

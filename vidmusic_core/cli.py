@@ -43,9 +43,18 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn = click.option(f"--{name}", default=None, metavar="NAME", help=f"shorthand for {name}.name=NAME")(fn)
     fn = click.option("-c", "--config", "files", multiple=True, type=click.Path(dir_okay=False),
                       help="YAML file merged on top of the presets (repeatable)")(fn)
-    fn = click.option("-p", "--preset", "presets", multiple=True, metavar="NAME",
-                      help=_preset_help())(fn)
+    fn = click.option("-p", "--preset", "presets", multiple=True, metavar="NAME", cls=_PresetOption,
+                      help="a registered preset or a YAML path")(fn)
     return fn
+
+
+class _PresetOption(click.Option):
+    """``-p``, whose help names the registered presets only when help is shown: importing this module must not
+    load every plugin (a spawned ``prepare --workers`` decode process imports it as its main module)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = _preset_help()
+        return super().get_help_record(ctx)
 
 
 def _preset_help() -> str:
@@ -236,7 +245,8 @@ def prepare(data_dir: str | None, presets: tuple[str, ...], files: tuple[str, ..
         click.echo(f"  skipped {b.name}: {b.reason}")
     click.echo(f"{rep.items} items prepared, {len(rep.bad)} skipped" +
                (f": see {rep.cache_dir / 'bad_items.json'}" if rep.bad else "") +
-               f" ({len(rep.shards_written)} shard(s) written in {rep.seconds:.1f} s -> {rep.cache_dir})")
+               f" ({len(rep.shards_written)} shard(s) written in {rep.seconds:.1f} s, {rep.loop_seconds:.2f} s of it "
+               f"decoding and encoding -> {rep.cache_dir})")
     if strict and rep.bad and launcher is not None:
         sys.exit(1)
 
@@ -270,6 +280,7 @@ def run(presets: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
     _echo_scores(rep.results, "  ")
     if (rep.run_dir / "report.html").is_file():
         click.echo(f"report: {rep.run_dir / 'report.html'}")
+    _exit_on_bad_items(rep.results or {}, rep.run_dir)
 
 
 @cli.command()
@@ -458,7 +469,9 @@ def eval_cmd(run_dir: str | None, metrics: tuple[str, ...], videos: str | None, 
             raise click.UsageError("give RUN_DIR, or --videos DIR --music DIR [--reference DIR] [-o OUT]")
         from . import api
 
-        _echo_scores(api.evaluate(run_dir, list(metrics) or None))
+        res = api.evaluate(run_dir, list(metrics) or None)
+        _echo_scores(res)
+        _exit_on_bad_items(res, Path(run_dir))
         return
     if run_dir is not None or videos is None or music is None:
         raise click.UsageError("the folder mode takes --videos DIR and --music DIR (and no RUN_DIR)")
@@ -477,6 +490,18 @@ def eval_cmd(run_dir: str | None, metrics: tuple[str, ...], videos: str | None, 
     for j in res["judges"]:
         click.echo(f"judge {j['judge']} ({j['package']} {j['version']}; weights: {j['licence']})")
     click.echo(f"wrote {out / 'results.json'}, {out / 'protocol.json'}, {out / 'table.md'}, {out / 'report.html'}")
+    _exit_on_bad_items(res, out)
+
+
+def _exit_on_bad_items(res: dict[str, Any], out: Path) -> None:
+    """Name each pair that could not be read; exit 1 when there was one (the rest were scored)."""
+    bad = res.get("bad_items", [])
+    for b in bad:
+        click.echo(f"skipped {b['name']}: {b['reason']}", err=True)
+    if bad:
+        what = "pairs" if res.get("mode") == "folders" else "items"
+        click.echo(f"{res['n_items']} {what} scored, {len(bad)} skipped: see {out / 'bad_items.json'}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -41,7 +41,10 @@ class DataConfig:
     toy_n: int = 200
     toy_seconds: float = 8.0
     toy_seed: int = 0
-    num_workers: int = field(default=0, metadata=NO_HASH)
+    num_workers: int = field(default=0, metadata=NO_HASH)  # training reader processes, each owning row groups
+    # the training order shuffles the cache's row groups and mixes the items of this many at a time (each row
+    # group is then read about once an epoch); 0 = every item with every other (random reads: small caches)
+    shuffle_groups: int = 8
 
 
 @dataclass
@@ -50,7 +53,11 @@ class TrainConfig:
 
     seed: int = 0
     steps: int = 1000
-    batch_size: int = 16
+    batch_size: int = 16  # examples per rank and micro-step (train.global_batch_size unset)
+    # examples per optimizer step over all ranks and micro-steps: each rank takes global / (world size ×
+    # grad_accum) of them (an error if that does not divide); the global batches depend on the step only,
+    # so a run resumes under another world size with the same data. None = batch_size × world × grad_accum
+    global_batch_size: Optional[int] = None
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50

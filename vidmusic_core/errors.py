@@ -31,3 +31,7 @@ class ShapeError(VidmusicError, ValueError):
 
 class CheckpointError(VidmusicError):
     """A checkpoint with missing/unexpected keys, wrong shapes, or an unreadable file."""
+
+
+class BatchError(ConfigError):
+    """A batch size that does not split over the ranks × micro-steps, or that the data cannot fill."""

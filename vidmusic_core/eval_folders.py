@@ -7,8 +7,12 @@ registered metrics score every pair ("conditioned") and the **shuffled pairing**
 against the video of the next pair by name, the same rotation as a run's shuffled-video control — so a
 score that does not drop under the shuffle says the metric (or the music) ignores the video.
 
+A pair whose video or music cannot be read (undecodable, truncated, NaN samples, a video that fails
+mid-decode) is skipped: ``bad_items.json`` in ``out`` names it with the reason, the rest are scored.
+
 Writes into ``out``: ``results.json`` (the run format: ``metrics.<key>.{conditioned, shuffled, delta}``,
-``protocols``, ``n_items``, ``shuffled_control``, plus ``pairs``, ``skipped`` and ``inputs``),
+``protocols``, ``n_items``, ``shuffled_control``, plus ``pairs``, ``skipped``, ``bad_items`` and ``inputs``),
+``bad_items.json``,
 ``protocol.json`` (every metric's protocol and every judge with version, licence of its weights and
 settings), ``table.md`` and ``report.html``.
 """
@@ -18,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from .bad_items import BAD_ITEMS, culprit as _culprit, load_music, reason as _reason, write_bad_items
 from .checkpoint import atomic_path
 from .control import RESULTS_KEY as CONTROL_KEY, shuffled_sources
 from .errors import VidmusicError
@@ -83,7 +88,6 @@ def evaluate_folders(videos: str | Path, music: str | Path, out: str | Path, ref
     """Score ``music`` against ``videos`` (and ``reference``) with ``metrics`` (``eval.metrics`` entries:
     names or ``{name, options}``; default :data:`DEFAULT_METRICS`); write the files listed in the module
     docstring into ``out`` and return the results."""
-    from .audio import load_audio
     from .config import metric_specs
     from .metrics import MetricError
     from .metrics.judges import MissingJudgeError, judge_manifest
@@ -94,23 +98,35 @@ def evaluate_folders(videos: str | Path, music: str | Path, out: str | Path, ref
     pairs = match_folders(Path(videos), Path(music), Path(reference) if reference is not None else None)
     entries = list(metrics) if metrics else [*DEFAULT_METRICS, *(("fd_mel",) if reference is not None else ())]
     specs = metric_specs(entries)  # a typo in a name or option fails before any decoding
-    items = []
+    items, bad, good = [], [], []
     bar = progress_bar(total=len(pairs), desc="analyse", unit="pair", disable=not progress)
     for stem, video, wav, ref in pairs:
-        audio = load_audio(wav, None, mono=True, allow_silent=True)[0]
-        item: dict[str, Any] = {"name": stem, "audio": audio, "sample_rate": _rate(wav), "video": str(video),
-                                "reference": {}, **visual_item_keys(analyse_video(video))}
-        if ref is not None:
-            item.update(reference_audio=load_audio(ref, None, mono=True)[0], reference_sample_rate=_rate(ref))
-        items.append(item)
+        try:  # an undecodable file costs its pair, not the evaluation
+            audio = load_music(wav, allow_silent=True)
+            item: dict[str, Any] = {"name": stem, "audio": audio, "sample_rate": _rate(wav), "video": str(video),
+                                    "reference": {}, **visual_item_keys(analyse_video(video))}
+            if ref is not None:
+                item.update(reference_audio=load_music(ref), reference_sample_rate=_rate(ref))
+        except Exception as exc:  # noqa: BLE001 - decoders raise anything on a broken file
+            bad.append({"name": stem, "path": str(_culprit(exc, (video, wav, ref))), "reason": _reason(exc)})
+        else:
+            items.append(item)
+            good.append((stem, video, wav, ref))
         bar.update(1)
     bar.close()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_bad_items(out, bad)
+    if not items:
+        raise FolderEvalError(f"no pair could be read ({len(bad)} skipped: see {out / BAD_ITEMS})")
+    pairs = good
     sources = shuffled_sources(items)
     shuffled = None if sources is None else [
         {**it, "video": src["video"], "shuffled_from": src["name"],
          **{k: v for k, v in src.items() if k.startswith("visual_")}} for it, src in zip(items, sources)]
 
     results: dict[str, Any] = {"mode": "folders", "metrics": {}, "protocols": {}, "skipped": {}, "n_items": len(items),
+                               "bad_items": bad,
                                "inputs": {"videos": str(videos), "music": str(music),
                                           "reference": None if reference is None else str(reference)},
                                "pairs": [{"name": s, "video": v.name, "music": m.name,
@@ -139,8 +155,6 @@ def evaluate_folders(videos: str | Path, music: str | Path, out: str | Path, ref
     results["judges"] = _judges(results["protocols"])
     # every pair's visual_beats / visual_cuts (read by beat_f1, cut_hit, bcs_bhs, ...) come from this analysis
     results["visual_events"] = judge_manifest("motion", fps=30, size=32, features="8x8 RGB thumbnails")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1, default=float))
     with atomic_path(out / "protocol.json") as tmp:

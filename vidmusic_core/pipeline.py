@@ -87,31 +87,31 @@ def generate_samples(run_dir: Path, items: Sequence[Item], out_dir: Path, shuffl
 
 def evaluate_run(run_dir: Path, items: Sequence[Item], metrics: Sequence[Any]) -> dict[str, Any]:
     """Score ``samples/`` and ``samples_shuffled/`` with the registered ``metrics`` (``eval.metrics`` entries:
-    names, or ``{name, options}``); write ``results.json``."""
-    from .audio import load_audio
+    names, or ``{name, options}``); write ``results.json`` and ``bad_items.json``: an item whose generated
+    sample or reference music cannot be read (in either folder) is skipped in both, with its reason."""
+    from .bad_items import culprit, load_music, reason, write_bad_items
     from .config import metric_specs
 
     specs = metric_specs(metrics)
-
-    results: dict[str, Any] = {"metrics": {}, "protocols": {}, "n_items": len(items)}
-    for variant in ("samples", "samples_shuffled"):
-        folder = run_dir / variant
-        if not folder.is_dir() or (variant == "samples_shuffled" and shuffled_sources(items) is None):
+    items = sorted(items, key=lambda i: i.name)
+    variants = [v for v in ("samples", "samples_shuffled") if (run_dir / v).is_dir()
+                and not (v == "samples_shuffled" and shuffled_sources(items) is None)]
+    entries: dict[str, dict[str, dict[str, Any]]] = {v: {} for v in variants}
+    bad: list[dict[str, str]] = []
+    for it in items:
+        try:  # an unreadable file costs its item, not the evaluation
+            reference = None if it.music_kind == "midi" else load_music(it.music)
+            for variant in variants:
+                entries[variant][it.name] = _sample_entry(run_dir / variant, it, reference)
+        except Exception as exc:  # noqa: BLE001 - decoders raise anything on a broken file
+            paths = [run_dir / v / f"{it.name}.wav" for v in variants]
+            bad.append({"name": it.name, "path": str(culprit(exc, [it.music, *paths])), "reason": reason(exc)})
+    names = [it.name for it in items if all(it.name in entries[v] for v in variants)]
+    results: dict[str, Any] = {"metrics": {}, "protocols": {}, "n_items": len(names), "bad_items": bad}
+    for variant in variants:
+        batch = [entries[variant][n] for n in names]
+        if not batch:
             continue
-        batch = []
-        for it in sorted(items, key=lambda i: i.name):
-            meta = json.loads((folder / f"{it.name}.json").read_text())
-            wav = folder / f"{it.name}.wav"
-            entry = {
-                "name": it.name, "audio": load_audio(wav, None, mono=True, allow_silent=True)[0],
-                "sample_rate": _wav_rate(wav), "video": meta["video"], "reference": it.meta,
-                "reference_audio": None if it.music_kind == "midi" else load_audio(it.music, None, mono=True)[0],
-            }
-            if meta.get("midi"):  # symbolic: metrics read the generated MIDI itself
-                entry.update(midi=str(folder / meta["midi"]), attributes=meta.get("attributes"),
-                             bar_density=meta.get("bar_density"),
-                             reference_midi=it.midi or (it.music if it.music_kind == "midi" else None))
-            batch.append(entry)
         for comp, options in specs:
             metric = comp.build(options)
             scores = metric.compute(batch)
@@ -122,9 +122,28 @@ def evaluate_run(run_dir: Path, items: Sequence[Item], metrics: Sequence[Any]) -
     for key, v in results["metrics"].items():
         if "conditioned" in v and "shuffled" in v:
             v["delta"] = v["conditioned"] - v["shuffled"]
+    write_bad_items(run_dir, bad)
     with atomic_path(run_dir / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1, default=float))
     return results
+
+
+def _sample_entry(folder: Path, it: Item, reference: Any) -> dict[str, Any]:
+    """One metric input: the generated sample of ``it`` in ``folder`` with its video and reference."""
+    from .bad_items import load_music
+
+    meta_path = folder / f"{it.name}.json"
+    if not meta_path.is_file():
+        raise VidmusicError(f"no generated sample for {it.name} in {folder} (generation failed or was stopped)")
+    meta = json.loads(meta_path.read_text())
+    wav = folder / f"{it.name}.wav"
+    entry = {"name": it.name, "audio": load_music(wav, allow_silent=True), "sample_rate": _wav_rate(wav),
+             "video": meta["video"], "reference": it.meta, "reference_audio": reference}
+    if meta.get("midi"):  # symbolic: metrics read the generated MIDI itself
+        entry.update(midi=str(folder / meta["midi"]), attributes=meta.get("attributes"),
+                     bar_density=meta.get("bar_density"),
+                     reference_midi=it.midi or (it.music if it.music_kind == "midi" else None))
+    return entry
 
 
 def _wav_rate(path: Path) -> int:

@@ -9,7 +9,9 @@ A checkpoint directory is written beside the old one and swapped in by rename, s
 a half-written checkpoint. ``train.fsdp=true`` under torchrun shards parameters, gradients and optimizer
 state (PyTorch FSDP2, one unit at the model root); checkpoints still hold whole tensors. ``resume``
 continues from ``last``: the data order is a function of (seed, epoch) and the step, so the resumed
-loss curve equals the uninterrupted one.
+loss curve equals the uninterrupted one. ``train.global_batch_size`` is split over the ranks and
+``grad_accum`` micro-steps; a step's global batch does not depend on the world size, so a run also resumes
+under another one (see :mod:`vidmusic_core.data.order`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -31,9 +33,11 @@ from torch import nn
 from .checkpoint import load_state_strict, load_weights, save_weights
 from .data.cache import ShardStore
 from .data.dataset import CachedDataset, collate
+from .data.stream import BatchStream
 from .data.manifest import MANIFEST_NAME, read_manifest
+from .data.order import StepBatches  # noqa: F401  (benchmarks import it from here)
 from .data.prepare import cache_root, codec_store_dir, data_root, encoder_store_dir
-from .errors import VidmusicError
+from .errors import BatchError, VidmusicError
 from .model import VidMusicModel, build_model
 from .model_dir import MODEL_INDEX
 from .devices import resolve_device
@@ -82,51 +86,38 @@ def lr_lambda(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The epoch's batches: a permutation of the items from (seed, epoch), cut into full batches."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n_items, generator=g).tolist()
-    bs = min(batch_size, n_items)
-    return [order[i:i + bs] for i in range(0, n_items - bs + 1, bs)]
+def split_batch(n_items: int, batch_size: int, global_batch_size: int | None, world: int,
+                grad_accum: int) -> tuple[int, int]:
+    """(global batch, per-rank micro-batch): ``global_batch_size`` split over ``world`` ranks × ``grad_accum``
+    micro-steps (a :class:`BatchError` when it does not divide or exceeds the data), or, unset,
+    ``batch_size`` per rank and micro-step (capped to what ``n_items`` can fill, as on a tiny dataset)."""
+    parts = world * grad_accum
+    if global_batch_size is not None:
+        g = int(global_batch_size)
+        if g <= 0 or g % parts:
+            raise BatchError(f"train.global_batch_size={g} does not split over {world} rank(s) × train.grad_accum="
+                             f"{grad_accum}: use a positive multiple of {parts}")
+        if g > n_items:
+            raise BatchError(f"train.global_batch_size={g} is larger than the {n_items} training items")
+        return g, g // parts
+    g = min(int(batch_size) * parts, n_items // parts * parts)
+    if g <= 0:
+        raise BatchError(f"{n_items} training item(s) cannot give each of {world} rank(s) × train.grad_accum="
+                         f"{grad_accum} micro-steps one example")
+    return g, g // parts
 
 
-class StepBatches:
-    """The item indices of the batches for steps ``start_step, start_step + 1, …`` (each rank takes every
-    ``world``-th batch of an epoch): a function of (seed, epoch, step) only, so a resumed run reads exactly
-    the batches the uninterrupted one would. An endless batch sampler for ``DataLoader``."""
-
-    def __init__(self, n_items: int, batch_size: int, seed: int, start_step: int, rank: int, world: int) -> None:
-        per_epoch = len(batches(n_items, batch_size, seed, 0))
-        if per_epoch == 0:
-            raise TrainingError(f"no training items (train split has {n_items})")
-        self.n, self.bs, self.seed, self.start, self.rank, self.world = n_items, batch_size, seed, start_step, rank, world
-        self.per_rank = max(1, per_epoch // world)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        step, cached = self.start, (-1, [])
-        while True:
-            epoch, i = divmod(step, self.per_rank)
-            if cached[0] != epoch:
-                cached = (epoch, batches(self.n, self.bs, self.seed, epoch))
-            yield cached[1][i * self.world + self.rank]
-            step += 1
-
-
-def batch_stream(dataset: CachedDataset, batch_size: int, seed: int, start_step: int, rank: int, world: int,
-                 num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict[str, Any]]:
-    """Collated batches for steps ``start_step, …`` through a ``DataLoader`` (``num_workers`` reader
-    processes, each with its own bounded shard reader; order is the sampler's whatever the worker count)."""
-    from torch.utils.data import DataLoader
-
-    sampler = StepBatches(len(dataset), batch_size, seed, start_step, rank, world)
-    # its own generator: the loader's worker seeds must not draw from the global RNG, whose state the
-    # checkpoint saves (a resumed run would otherwise store a different RNG state)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(seed),
-                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
-                        prefetch_factor=2 if num_workers > 0 else None,
-                        multiprocessing_context="spawn" if num_workers > 0 else None)
-    return iter(loader)
+def batch_stream(dataset: CachedDataset, global_batch: int, seed: int, start_step: int, rank: int, world: int,
+                 num_workers: int = 0, pin_memory: bool = False, grad_accum: int = 1,
+                 shuffle_groups: int = 0) -> BatchStream:
+    """Collated micro-batches of this rank for optimizer steps ``start_step, …`` (:class:`StepBatches`; with
+    ``shuffle_groups`` > 0 the epoch order is shuffled by row group, see :func:`epoch_order`), read by
+    ``num_workers`` spawned processes that each own a share of the row groups; the batches do not depend on
+    the worker count."""
+    groups = dataset.row_groups() if shuffle_groups > 0 else None
+    sampler = StepBatches(len(dataset), global_batch, seed, start_step, rank, world, grad_accum, groups,
+                          shuffle_groups)
+    return BatchStream(dataset, sampler, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
 
 
 def load_training_data(cfg: DictConfig, model: VidMusicModel, split: str = "train") -> CachedDataset:
@@ -441,8 +432,10 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
     autocast = torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     end = min(tc.steps, max_steps if max_steps is not None else tc.steps)
-    stream = batch_stream(data, tc.batch_size, tc.seed, step * tc.grad_accum, rank, world,
-                          num_workers=int(cfg.data.num_workers), pin_memory=device.type == "cuda")
+    global_batch, micro = split_batch(len(data), tc.batch_size, tc.global_batch_size, world, tc.grad_accum)
+    stream = batch_stream(data, global_batch, tc.seed, step, rank, world, num_workers=int(cfg.data.num_workers),
+                          pin_memory=device.type == "cuda", grad_accum=tc.grad_accum,
+                          shuffle_groups=int(cfg.data.shuffle_groups))
     model.train()
 
     from .progress import progress_bar
@@ -461,6 +454,8 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
                 loss = ddp_model(batch, codec.frame_rate) / tc.grad_accum
             scaler.scale(loss).backward()
             total += float(loss.detach())
+        if world > 1:  # the logged loss is the global batch's: the mean over the ranks
+            total = _mean_over_ranks(total, device, world)
         if not math.isfinite(total):
             raise TrainingError(f"loss is {total} at step {step + 1}; training stopped. The last good checkpoint "
                                 f"(step {step - step % tc.ckpt_every}) is in {run_dir / CKPT_DIR}. Lower "
@@ -483,7 +478,7 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
         val = {}
         if val_data is not None and (step % int(tc.eval_every) == 0 or step == end):
             # every rank computes it (FSDP's forward is collective); only rank 0 writes
-            val = validation_losses(model, val_data, codec.frame_rate, tc.batch_size, device)
+            val = validation_losses(model, val_data, codec.frame_rate, micro, device)
             shown["val"] = f"{val['val_loss']:.4f}"
         shown["loss"] = f"{total:.4f}"
         bar.set_postfix(**shown)
@@ -512,6 +507,15 @@ def train(cfg: DictConfig, run_dir: str | Path, codec: MusicCodec, resume: bool 
 
         dist.barrier()
     return TrainResult(run_dir, step, last_loss, time.perf_counter() - t0)
+
+
+def _mean_over_ranks(value: float, device: torch.device, world: int) -> float:
+    """``value`` averaged over the ranks (every rank calls this, in the same order)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t) / world
 
 
 def _check_replicas(model: nn.Module, run_dir: Path, rank: int, world: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -82,6 +83,7 @@ class ShardStore:
         self._files: dict[Path, pq.ParquetFile] = {}  # LRU of open shards
         self._groups: dict[tuple[Path, int], pa.Table] = {}  # LRU of decoded row groups
         self._held = 0
+        self._loads: deque[tuple[str, int]] = deque(maxlen=4096)  # row groups read from disk, see take_loads
 
     # -- writing -------------------------------------------------------------------------------
     def shard_path(self, k: int) -> Path:
@@ -166,6 +168,7 @@ class ShardStore:
             except Exception as exc:
                 raise CacheError(f"cache shard {path} is unreadable ({exc}); delete it and re-run prepare") from exc
             self._held += table.nbytes
+            self._loads.append((path.name, group))
             while self._groups and self._held > self.cache_bytes:
                 self._held -= self._groups.pop(next(iter(self._groups))).nbytes
         self._groups[key] = table
@@ -199,8 +202,19 @@ class ShardStore:
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get the store without open files/caches
         state = dict(self.__dict__)
-        state.update(_files={}, _groups={}, _held=0)
+        state.update(_files={}, _groups={}, _held=0, _loads=deque(maxlen=4096))
         return state
+
+    def take_loads(self) -> list[tuple[str, int]]:
+        """The (shard file, row group) pairs read from disk since the last call (the latest 4096 at most)."""
+        out = list(self._loads)
+        self._loads.clear()
+        return out
+
+    def row_group_of(self, key: str) -> tuple[str, int]:
+        """(shard file name, row group) that holds ``key``."""
+        path, group, _ = self.index()[key]
+        return path.name, group
 
     def __contains__(self, key: str) -> bool:
         return key in self.index()

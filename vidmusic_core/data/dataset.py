@@ -60,6 +60,28 @@ class CachedDataset(Dataset):
                 ex["codes"] = torch.from_numpy(music["codes"].astype(np.int64))
         return ex
 
+    def _layout_store(self) -> ShardStore | None:
+        """The store whose row groups define read locality: the encoder's (the large payload), else the codec's."""
+        return self.encoder_store if self.encoder_store is not None else self.codec_store
+
+    def row_groups(self) -> list[int]:
+        """Per item, the ordinal of the row group holding it (shards and row groups in file order; all 0
+        without a store): what the shuffle and the per-worker reads group by. Read from the index only."""
+        store = self._layout_store()
+        if store is None:
+            return [0] * len(self)
+        where = [store.row_group_of(it.content_hash) for it in self.items]
+        ordinal = {g: j for j, g in enumerate(sorted(set(where)))}
+        return [ordinal[g] for g in where]
+
+    def take_loads(self) -> list[tuple[str, int]]:
+        """The row groups of the layout store read from disk since the last call (the other store's are dropped)."""
+        for store in (self.encoder_store, self.codec_store):
+            if store is not None and store is not self._layout_store():
+                store.take_loads()
+        store = self._layout_store()
+        return store.take_loads() if store is not None else []
+
     def lengths(self) -> list[int]:
         """Music frames per item (for token-count batching), from the codec cache."""
         if self.codec_store is None:

@@ -44,6 +44,7 @@ class PrepareReport:
     codec_store: Path | None = None
     shards_written: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    loop_seconds: float = 0.0  # of ``seconds``: decoding and encoding the shards (not scanning, checks, codec fit)
 
 
 def data_root(cfg: DictConfig, override: str | Path | None = None) -> Path:
@@ -264,6 +265,7 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
             spec = encoder.frame_spec if plan[k][0] else None
             audio_sr = codec.sample_rate if plan[k][1] and codec.frame_rate is not None else None
             tasks += [(it, spec, clip, None if it.music_kind == "midi" else audio_sr) for it in chunks[k]]
+        t_loop = time.perf_counter()
         stream = pool.imap(decode_item, tasks, ahead=2 * shard_size)  # decoding runs ahead of encoding
         with closing(stream), progress_bar(total=len(tasks), unit="item", desc="prepare", disable=not progress) as bar:
             for k in todo:
@@ -309,6 +311,7 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
                     if on_shard is not None:
                         on_shard(str(path))
                 bar.update(len(chunk))
+        report.loop_seconds = time.perf_counter() - t_loop
     # items skipped while encoding (this run or an earlier one, any --shard): out of the manifest, into bad_items
     late: dict[str, dict[str, str]] = {}
     for store in (estore, cstore):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -187,6 +188,12 @@ def _workers(requested: int | None, n: int) -> int:
     return max(1, min(cpus, n))
 
 
+def _default_sigterm() -> None:
+    """A forked worker must die on the SIGTERM of ``Pool.terminate``: under a parent that handles SIGTERM
+    (submitit jobs log and ignore it) an inherited handler left ``terminate`` waiting forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def make_toy_dataset(out_dir: str | os.PathLike[str], n: int = 200, seconds: float = 8.0, seed: int = 0,
                      size: int = 96, fps: int = 12, sample_rate: int = 32000,
                      splits: tuple[float, float, float] = (0.8, 0.1, 0.1), progress: bool = True,
@@ -206,7 +213,8 @@ def make_toy_dataset(out_dir: str | os.PathLike[str], n: int = 200, seconds: flo
     warm_up = np.sin(2 * np.pi * 440 * np.arange(4 * sample_rate) / sample_rate).astype(np.float32)
     tm.audio_chroma(warm_up, sample_rate)  # librosa's first call (1-2 s) once, before forking
     # the pool forks before tqdm starts its monitor thread
-    pool = get_context("fork" if hasattr(os, "fork") else "spawn").Pool(procs) if procs > 1 else None
+    pool = (get_context("fork" if hasattr(os, "fork") else "spawn").Pool(procs, initializer=_default_sigterm)
+            if procs > 1 else None)
     bar = None
     try:
         if progress:
