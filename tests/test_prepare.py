@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from vidmusic_core.config import compose
 from vidmusic_core.data.cache import ShardStore
@@ -40,6 +41,24 @@ def data(tmp_path_factory):
 
 def shards(cache):
     return {p.relative_to(cache): p.read_bytes() for p in sorted(cache.glob("*/part-*.parquet"))}
+
+
+def test_codec_folder_appears_whole_and_a_half_written_one_is_replaced(data, tmp_path):
+    """The fitted codec's folder is renamed into place finished (parallel sweep points read it while another
+    writes it); a folder without config.yaml, as an interrupted writer left them before, is fitted again."""
+    from vidmusic_core.data.manifest import scan
+    from vidmusic_core.data.prepare import fit_or_load_codec
+
+    cfg = compose(sugar={"encoder": "clip"}, overrides=[o for o in OPTS if "=" in o])
+    items, _ = scan(data)
+    store = tmp_path / "store"
+    (store / "codec").mkdir(parents=True)
+    (store / "codec" / "model.safetensors").write_bytes(b"half written")  # no config.yaml: never finished
+    codec = fit_or_load_codec(cfg, store, items, progress=False)
+    assert sorted(p.name for p in (store / "codec").iterdir()) == ["config.yaml", "model.safetensors"]
+    assert [p.name for p in store.iterdir()] == ["codec"]  # no temporary folder left behind
+    again = fit_or_load_codec(cfg, store, items, progress=False)  # loads the saved one
+    assert all(torch.equal(a, b) for a, b in zip(codec.state_dict().values(), again.state_dict().values()))
 
 
 def test_cli_prepare_writes_manifest_and_shards(data, tmp_path):

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ..checkpoint import atomic_path, load_component, save_component
+from ..checkpoint import CONFIG_NAME, atomic_path, load_component, save_component
 from ..config import component_from_config
 from .cache import ShardStore, config_key
 from ..errors import VidmusicError
@@ -156,9 +159,12 @@ def item_midi(item: Item, codec_name: str) -> str:
 
 def fit_or_load_codec(cfg: DictConfig, store_dir: Path, items: Sequence[Item], progress: bool) -> Any:
     """Build the codec; if it needs fitting (``codec.is_fitted()`` False), fit it on the train split once and
-    save it under ``store_dir/codec`` (later calls and other shards load that)."""
+    save it under ``store_dir/codec`` (later calls and other shards load that). The folder appears whole, by one
+    rename of a finished temporary folder, so processes preparing the same cache at once (the points of a
+    parallel sweep, the shards of a job array) never read a half-written codec; the fit is deterministic, so
+    the first finished copy serves all."""
     saved = store_dir / "codec"
-    if (saved / "model.safetensors").is_file():
+    if (saved / CONFIG_NAME).is_file():
         return load_component(saved, expected_kind="codec")
     comp, ccfg = component_from_config(cfg, "codec")
     codec = comp.build(ccfg)
@@ -166,7 +172,18 @@ def fit_or_load_codec(cfg: DictConfig, store_dir: Path, items: Sequence[Item], p
         train = [it for it in items if it.split == "train"] or list(items)
         audio = (load_item_audio(it, codec.sample_rate, cfg.data.clip_seconds) for it in sorted(train, key=lambda i: i.name))
         codec.fit(audio)
-    save_component(saved, codec, "codec", comp.name, ccfg)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".codec.", dir=store_dir))
+    try:
+        save_component(tmp, codec, "codec", comp.name, ccfg)
+        try:
+            os.replace(tmp, saved)
+        except OSError:  # a non-empty folder is not replaced: another process's codec got there first,
+            if not (saved / CONFIG_NAME).is_file():  # or a half-written one from before folders were renamed
+                shutil.rmtree(saved)
+                os.replace(tmp, saved)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return codec
 
 
