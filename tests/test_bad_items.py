@@ -107,6 +107,9 @@ def test_a_dying_worker_costs_only_its_item():
         assert "worker died (signal 11" in got[3].reason
         assert isinstance(got[5], Skip) and "ValueError" in got[5].reason  # an exception costs its item too
         assert pool.map(operator.call, [(abs, -1)] * 3) == [1, 1, 1]  # fresh workers carry on
+    with DecodePool(1) as pool:  # the task queued behind the crash in the dead worker's pipe goes to a fresh one
+        got = pool.map(operator.call, [(abs, -2), (os.abort,), (abs, -3), (abs, -4)])
+        assert got[0] == 2 and "worker died (signal 6" in got[1].reason and got[2:] == [3, 4]
 
 
 def _children(pid):

@@ -54,3 +54,15 @@ def test_preset_help_lists_the_registered_presets():
     for cmd in ("run", "sweep"):
         text = "".join(vm(cmd, "--help", columns=200).split())  # click may wrap inside "inspiremusic-base"
         assert "".join(f"a registered preset ({', '.join(registered)}) or a YAML path".split()) in text, cmd
+
+
+def test_loading_every_plugin_imports_no_model_library():
+    """The CLI's start-up (every plugin's hooks, the registry, the command tree) leaves transformers, diffusers
+    and librosa unimported: they load when a component that needs them is built (transformers alone cost
+    ~4 s of every command's start-up before)."""
+    code = ("import sys; from vidmusic_core.cli import _build_cli; from vidmusic_core.plugins import get_registry; "
+            "reg = get_registry(); _build_cli(); assert not reg.broken, reg.broken; "
+            "print(sorted(m for m in ('transformers', 'diffusers', 'librosa') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
 import inspire_llm.plugin
-from inspire_llm.backbone import CACHE_KWARG, STRUCTURE_LABELS, InspireBackbone, InspireConfig, grow_llm_embedding
+from inspire_llm.backbone import cache_kwarg, STRUCTURE_LABELS, InspireBackbone, InspireConfig, grow_llm_embedding
 from inspire_llm.importer import import_inspiremusic, read_hyperpyyaml
 from vidmusic_core import IGNORE_INDEX, BackboneInput, load_component
 from vidmusic_core.testing import check_component_contract
@@ -77,10 +77,10 @@ def test_inplace_cache_and_step_path_equal_dynamic_cache() -> None:
 
     def ref_logits(xs: torch.Tensor) -> torch.Tensor:  # transformers forward, DynamicCache, one token at a time
         cache = DynamicCache(config=m.llm.model.config)
-        hid = m.qwen(inputs_embeds=xs[:, :P], use_cache=True, **{CACHE_KWARG: cache}).last_hidden_state[:, -1:]
+        hid = m.qwen(inputs_embeds=xs[:, :P], use_cache=True, **{cache_kwarg(): cache}).last_hidden_state[:, -1:]
         got = [hid]
         for i in range(P, xs.shape[1]):
-            got.append(m.qwen(inputs_embeds=xs[:, i:i + 1], use_cache=True, **{CACHE_KWARG: cache}).last_hidden_state)
+            got.append(m.qwen(inputs_embeds=xs[:, i:i + 1], use_cache=True, **{cache_kwarg(): cache}).last_hidden_state)
         return m.decode_logits(torch.cat(got, 1))
 
     with torch.inference_mode():

@@ -17,7 +17,7 @@ from vidmusic_core.errors import VidmusicError
 from vidmusic_core.types import FrameSpec, Frames
 from vidmusic_core.video import (FrameSampler, NoVideoStreamError, VideoDecodeError, VideoError,
                                  VideoNotFoundError, VideoTooShortError, ZeroDurationError, load_frames,
-                                 mux_audio, probe_video, write_video)
+                                 frame_to_rgb, mux_audio, probe_video, write_video)
 
 H, W = 48, 64
 
@@ -131,6 +131,20 @@ def test_center_crop_and_squash(tmp_path: Path) -> None:
     squash = FrameSampler(spec(fps=25, size=32, resize="squash")).sample(path).local[0]
     assert crop.shape == (48, 48, 3) and crop[:, :, 2].max() < 60
     assert squash.shape == (32, 32, 3) and squash[:, :3, 2].mean() > 150 and squash[:, 8:, 2].max() < 60
+
+
+def test_the_reused_swscale_context_gives_the_pixels_of_a_fresh_one(tmp_path: Path) -> None:
+    """``frame_to_rgb`` (one VideoReformatter reused across frames and sizes) equals PyAV's per-frame
+    ``to_ndarray`` exactly, for area averaging and for swscale's default filter."""
+    rng = np.random.default_rng(0)
+    path = write_video(tmp_path / "v.mp4", rng.integers(0, 256, (6, H, W, 3), dtype=np.uint8), 25)
+    with av.open(str(path)) as c:
+        decoded = list(c.decode(video=0))
+    for frame in decoded:
+        for w, h, interp in ((32, 32, "AREA"), (48, 27, None), (96, 72, "AREA"), (64, 48, "AREA")):
+            want = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation=interp)
+            got = frame_to_rgb(frame, w, h, interpolation=interp)
+            assert got.shape == (h, w, 3) and np.array_equal(got, want), (w, h, interp)
 
 
 def test_load_frames_batches_and_masks(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import bisect
 import collections
 import math
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -306,6 +307,21 @@ class _Decoder:
 
 #: swscale filter for resizing: area averaging (anti-aliased when shrinking, ~4x faster than the default)
 INTERPOLATION = "AREA"
+_REFORMATTERS = threading.local()  # one PyAV VideoReformatter per thread (it is not thread-safe)
+
+
+def frame_to_rgb(frame: Any, width: int, height: int, interpolation: str | None = INTERPOLATION) -> np.ndarray:
+    """av.VideoFrame -> uint8 ``[height, width, 3]`` RGB, resized by swscale.
+
+    Through one reused ``av.video.reformatter.VideoReformatter`` per thread: ``frame.to_ndarray(width=...)``
+    makes a new swscale context for every frame, which cost ~2 ms a frame against ~0.1 ms reused (96x96 ->
+    64x64, PyAV 18); the pixels are the same."""
+    from av.video.reformatter import VideoReformatter
+
+    fmt = _REFORMATTERS.__dict__.get("r")
+    if fmt is None:
+        fmt = _REFORMATTERS.r = VideoReformatter()
+    return fmt.reformat(frame, width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
 
 
 def _to_array(frame: Any, spec: FrameSpec) -> np.ndarray:
@@ -313,11 +329,11 @@ def _to_array(frame: Any, spec: FrameSpec) -> np.ndarray:
     then the display rotation (resizing first is equivalent because the output is square)."""
     s = spec.size
     if spec.resize == "squash":
-        arr = frame.to_ndarray(width=s, height=s, format="rgb24", interpolation=INTERPOLATION)
+        arr = frame_to_rgb(frame, s, s)
     else:  # center_crop (FrameSampler validated the spec)
         scale = s / min(frame.width, frame.height)
         w, h = max(s, round(frame.width * scale)), max(s, round(frame.height * scale))
-        arr = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation=INTERPOLATION)
+        arr = frame_to_rgb(frame, w, h)
         y, x = (h - s) // 2, (w - s) // 2
         arr = arr[y:y + s, x:x + s]
     k = round(frame.rotation / 90) % 4

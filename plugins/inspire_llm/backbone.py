@@ -22,31 +22,51 @@ embedding of a frame is the sum of its K code embeddings and ``llm_decoder`` has
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import Qwen2Config, Qwen2ForCausalLM
-from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 
 from vidmusic_core import (IGNORE_INDEX, TokenLM, path_field, BackboneInput, BackboneOutput, ConfigError, ShapeError,
                            select_positions)
 
-from . import decode
-from .cache import InspireCache
+from . import decode  # light: it imports transformers when a step first runs
 from .decode import DECODE_KERNELS
 
-#: the ``Qwen2Model.forward`` argument that takes the KV cache: ``cache`` (transformers >= 5.25, where
-#: ``past_key_values`` is deprecated, to be removed in 5.40), else ``past_key_values``. Read from the signature
-#: (``deprecate_kwarg`` keeps it) because an unknown keyword would vanish into ``**kwargs`` unnoticed.
-CACHE_KWARG = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
+if TYPE_CHECKING:
+    from transformers import Qwen2Config
+
+    from .cache import InspireCache
+
+# transformers (and the module that needs it at import, cache) is imported on first use, not with the plugin:
+# importing it costs ~4 s of CPU, which every CLI command (``vidmusic --help`` included) paid before.
+
+
+def _is_inspire_cache(cache: Any) -> bool:
+    """``isinstance(cache, InspireCache)`` without importing transformers for a ``None`` cache."""
+    if cache is None:
+        return False
+    from .cache import InspireCache
+
+    return isinstance(cache, InspireCache)
+
+
+@functools.cache
+def cache_kwarg() -> str:
+    """The ``Qwen2Model.forward`` argument that takes the KV cache: ``cache`` (transformers >= 5.25, where
+    ``past_key_values`` is deprecated, to be removed in 5.40), else ``past_key_values``. Read from the signature
+    (``deprecate_kwarg`` keeps it) because an unknown keyword would vanish into ``**kwargs`` unnoticed."""
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
+
+    return "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
 #: structure label -> chorus_embedding row. Upstream's *training* map (dataset/processor.py CHORUS);
 #: its inference CLIs use a different one (verse 1, chorus 2), which we do not follow.
 STRUCTURE_LABELS = {"intro": 0, "chorus": 1, "verse": 2, "verse1": 2, "verse2": 3, "outro": 4}
@@ -92,6 +112,8 @@ class QwenLM(nn.Module):
 
     def __init__(self, config: Qwen2Config) -> None:
         super().__init__()
+        from transformers import Qwen2ForCausalLM
+
         self.model = Qwen2ForCausalLM(config)
 
 
@@ -164,11 +186,15 @@ def read_qwen_config(qwen_dir: Union[str, Path]) -> Qwen2Config:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     if data.get("model_type", "qwen2") != "qwen2":
         raise ConfigError(f"{path}: model_type {data.get('model_type')!r}, expected 'qwen2' (Qwen2 / Qwen2.5)")
+    from transformers import Qwen2Config
+
     return Qwen2Config.from_dict(data)
 
 
 def build_qwen_config(cfg: InspireConfig) -> Qwen2Config:
     """Preset, then ``qwen_dir/config.json``, then explicit fields -> the ``Qwen2Config`` to build."""
+    from transformers import Qwen2Config
+
     if cfg.size not in PRESETS:
         raise ConfigError(f"backbone.size={cfg.size!r} is not a preset; choose one of {', '.join(PRESETS)}")
     p = PRESETS[cfg.size]
@@ -341,6 +367,8 @@ class InspireBackbone(TokenLM):
     def new_cache(self) -> InspireCache:
         """An empty ``InspireCache``: a transformers ``DynamicCache`` written in place that also keeps the
         padding mask (buffers capped at ``context_length``)."""
+        from .cache import InspireCache
+
         return InspireCache(self.llm.model.config, max_length=self.context_length)
 
     def _mask_and_positions(self, inp: BackboneInput, cache: Any) -> tuple[Optional[Tensor], Optional[Tensor], bool]:
@@ -364,7 +392,7 @@ class InspireBackbone(TokenLM):
                 past_mask = new.new_ones(new.shape[0], past)
             full = torch.cat([past_mask, new], dim=1)  # [B, S_past + S]
         if cache is not None:
-            if isinstance(cache, InspireCache):
+            if _is_inspire_cache(cache):
                 cache.mask = full
             elif full is not None:
                 raise ValueError("inspire backbone: a padded batch with a cache needs backbone.new_cache()")
@@ -420,12 +448,12 @@ class InspireBackbone(TokenLM):
         if x.dtype != self.llm_decoder.weight.dtype:
             x = x.to(self.llm_decoder.weight.dtype)
         mask, pos, new_real = self._mask_and_positions(inp, cache)
-        if x.shape[1] == 1 and new_real and inp.position_ids is None and isinstance(cache, InspireCache):
+        if x.shape[1] == 1 and new_real and inp.position_ids is None and _is_inspire_cache(cache):
             step = self._decode_step(x, cache, mask, pos, logits_positions)
             if step is not None:
                 return step
         out = self.qwen(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=cache is not None,
-                        **{CACHE_KWARG: cache})
+                        **{cache_kwarg(): cache})
         hidden = out.last_hidden_state  # [B, S, D]
         sel = select_positions(hidden, logits_positions)
         return BackboneOutput(logits=self.decode_logits(sel), hidden=hidden, cache=cache)

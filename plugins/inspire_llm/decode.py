@@ -18,14 +18,14 @@ qwen_encoder.py`` ``forward_one_step``); both steps mirror ``transformers.models
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
-from .cache import InspireCache
+if TYPE_CHECKING:
+    from .cache import InspireCache
 
 #: values of ``backbone.decode_kernels`` (``default`` is the old name of ``plain``)
 DECODE_KERNELS = ("auto", "packed", "plain")
@@ -168,6 +168,8 @@ def plain_step(qwen: nn.Module, x: Tensor, cache: InspireCache, full: Optional[T
     transformers' ``pack_gqa`` does, so no ``repeat_kv``). Keys / values go to ``cache`` in place. ``pos``:
     position ids ``[B, 1]`` (None: the cache length).
     """
+    from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb  # imported by now: a lookup
+
     B = x.shape[0]
     if pos is None:
         pos = torch.full((1, 1), cache.get_seq_length(), dtype=torch.long, device=x.device)
@@ -195,6 +197,8 @@ def packed_step(qwen: nn.Module, decoder: nn.Linear, pack: DecodePack, x: Tensor
     """:func:`plain_step` over the prepared weights of ``pack``: 4 matrix products a layer (q/k/v fused, o,
     gate/up fused, down) instead of 7. Returns the final-norm hidden ``[B, D]`` and the decoder output
     ``[B, K*(A+1)]`` (the decoder runs on the same kernels)."""
+    from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb  # imported by now: a lookup
+
     B, D = x.shape[0], x.shape[-1]
     layers, dec = pack.weights(qwen, decoder, B)
     if pos is None:

@@ -14,8 +14,10 @@ than ``MIN_FRACTION`` = 50 % of the clip (``min(clip_seconds, video duration)``)
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import struct
 import threading
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -25,6 +27,10 @@ import numpy as np
 
 from .manifest import Item
 
+#: tasks each decode worker holds at once (the one it decodes and the next, already in its pipe)
+DEPTH = 2
+#: how much lower the decode workers' CPU priority is than the preparing process's (``os.nice``)
+WORKER_NICE = 5
 SILENT_DBFS = -60.0
 MIN_FRACTION = 0.5
 
@@ -123,6 +129,10 @@ def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 
 def _worker(conn: Any) -> None:
+    try:  # the parent's encoding is what the decoders feed: on a busy machine it should get the CPU first
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     while True:
         try:
             msg = conn.recv()
@@ -149,6 +159,13 @@ class DecodePool:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def start(self) -> "DecodePool":
+        """Start the workers now, without waiting: they import in the background (~3 s of CPU each) while this
+        process does other work (the first :meth:`imap` otherwise starts them and waits)."""
+        while len(self._procs) < self.workers:
+            self._procs.append(self._spawn())
+        return self
 
     def _spawn(self) -> tuple[Any, Any]:
         parent, child = self._ctx.Pipe()
@@ -206,45 +223,68 @@ class DecodePool:
 
     def _schedule(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], ahead: int,
                   results: dict[int, Any], cond: threading.Condition, state: dict[str, Any]) -> None:
+        """Feed the workers, :data:`DEPTH` tasks each in flight (so a worker never waits for this thread,
+        which shares the GIL with the caller's encoding, between two items), and collect their results.
+
+        A worker answers its tasks in the order sent, so when one dies the oldest task it held is the one
+        that killed it: that task becomes a :class:`Skip`; the others it held go to a fresh worker."""
         while len(self._procs) < min(self.workers, len(tasks)):
             self._procs.append(self._spawn())
         nxt, done = 0, 0
-        busy: dict[int, int] = {}  # worker slot -> task index
+        if not tasks:
+            return
+        retry: deque[int] = deque()  # tasks a dead worker held behind the one that killed it
+        busy: dict[int, deque[int]] = {s: deque() for s in range(len(self._procs))}  # slot -> tasks in flight
+
+        def send(slot: int, i: int) -> None:
+            try:
+                self._procs[slot][1].send((i, fn, tasks[i]))
+            except (BrokenPipeError, OSError):  # the worker died while idle: a fresh one takes it
+                self._procs[slot][0].join()
+                self._procs[slot] = self._spawn()
+                self._procs[slot][1].send((i, fn, tasks[i]))
+            busy[slot].append(i)
+
         while done < len(tasks) and not self._stop:
-            for slot in range(len(self._procs)):
-                if slot not in busy and nxt < len(tasks) and nxt < state["consumed"] + ahead:
-                    try:
-                        self._procs[slot][1].send((nxt, fn, tasks[nxt]))
-                    except (BrokenPipeError, OSError):  # the worker died while idle: a fresh one takes it
-                        self._procs[slot][0].join()
-                        self._procs[slot] = self._spawn()
-                        self._procs[slot][1].send((nxt, fn, tasks[nxt]))
-                    busy[slot] = nxt
-                    nxt += 1
-            if not busy:  # waiting for the consumer to catch up
+            for _ in range(DEPTH):
+                for slot in range(len(self._procs)):
+                    if len(busy[slot]) >= DEPTH:
+                        continue
+                    if retry:
+                        send(slot, retry.popleft())
+                    elif nxt < len(tasks) and nxt < state["consumed"] + ahead:
+                        send(slot, nxt)
+                        nxt += 1
+            live = [s for s in busy if busy[s]]
+            if not live:  # waiting for the consumer to catch up
                 with cond:
                     cond.wait(timeout=0.05)
                 continue
-            ready = wait([self._procs[s][1] for s in busy] + [self._procs[s][0].sentinel for s in busy], timeout=0.5)
-            for slot in list(busy):
+            ready = wait([self._procs[s][1] for s in live] + [self._procs[s][0].sentinel for s in live], timeout=0.5)
+            for slot in live:
                 proc, conn = self._procs[slot]
-                if conn in ready or conn.poll():
+                got, first = False, conn in ready
+                while busy[slot] and (first or conn.poll()):
+                    first = False  # after the first recv only poll() says whether more is there
                     try:
                         i, res = conn.recv()
                     except (EOFError, OSError):
-                        pass
-                    else:
-                        del busy[slot]
-                        done += 1
-                        with cond:
-                            results[i] = res
-                            cond.notify_all()
-                        continue
+                        break
+                    busy[slot].remove(i)
+                    done += 1
+                    got = True
+                    with cond:
+                        results[i] = res
+                        cond.notify_all()
+                if got or not busy[slot]:
+                    continue
                 if proc.sentinel in ready or not proc.is_alive():
                     proc.join()
                     code = proc.exitcode
                     why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                    i = busy.pop(slot)
+                    i = busy[slot].popleft()
+                    retry.extend(busy[slot])
+                    busy[slot].clear()
                     done += 1
                     conn.close()
                     self._procs[slot] = self._spawn()

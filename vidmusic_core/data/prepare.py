@@ -238,6 +238,12 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
     from ..progress import progress_bar
 
     with DecodePool(workers) as pool:
+        pool.start()  # the decode workers start up while the encoder is built here
+        encoder = estore = codec = cstore = None
+        if cfg.encoder.name is not None:
+            comp, ecfg = component_from_config(cfg, "encoder")
+            torch.manual_seed(0)
+            encoder = comp.build(ecfg).eval()
         checked = pool.map(check_music, [(it, clip) for it in items])
         good = []
         for it, why in zip(items, checked):
@@ -256,11 +262,7 @@ def prepare(cfg: DictConfig, root: str | Path | None = None, shard: str | None =
         chunks = _chunks(items, shard_size)
         mine = [k for k in range(len(chunks)) if k % n_shard == i_shard]
 
-        encoder = estore = codec = cstore = None
-        if cfg.encoder.name is not None:
-            comp, ecfg = component_from_config(cfg, "encoder")
-            torch.manual_seed(0)
-            encoder = comp.build(ecfg).eval()
+        if encoder is not None:
             edir, emeta = encoder_store_dir(cfg, cache, encoder)
             estore = ShardStore(edir, emeta)
             report.encoder_store = edir

@@ -228,11 +228,13 @@ def transnet_cuts(video: str | Path, threshold: float = 0.5) -> np.ndarray:
     import av
     import torch
 
+    from ..video import frame_to_rgb
+
     model = _transnet()
     frames, times = [], []
     with av.open(str(video)) as c:
         for frame in c.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24", width=48, height=27))
+            frames.append(frame_to_rgb(frame, 48, 27, interpolation=None))  # swscale's default, as before
             times.append(float(frame.time))
     if len(frames) < 2:
         return np.zeros(0)
