@@ -318,7 +318,7 @@ def frame_to_rgb(frame: Any, width: int, height: int, interpolation: str | None 
     64x64, PyAV 18); the pixels are the same."""
     from av.video.reformatter import VideoReformatter
 
-    fmt = _REFORMATTERS.__dict__.get("r")
+    fmt = getattr(_REFORMATTERS, "r", None)
     if fmt is None:
         fmt = _REFORMATTERS.r = VideoReformatter()
     return fmt.reformat(frame, width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
