@@ -102,6 +102,29 @@ def test_inplace_cache_and_step_path_equal_dynamic_cache() -> None:
     torch.testing.assert_close(torch.cat(again, dim=2), ref[idx][:, :, -2:], atol=1e-5, rtol=1e-5)
 
 
+def test_inplace_layer_fast_append_never_broadcasts_or_casts() -> None:
+    """An ``InPlaceLayer`` append writes into its buffer only when the new states fit it exactly: a key with
+    fewer heads is an error (``copy_`` would have broadcast it), a new dtype moves the layer to a new buffer
+    (``copy_`` would have cast it), and keys replaced from outside (a ``crop``) are picked up."""
+    from inspire_llm.cache import InPlaceLayer
+
+    layer = InPlaceLayer()
+    k, v = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
+    with torch.inference_mode():
+        layer.update(k, v)
+        buf = layer._kbuf
+        got_k, _ = layer.update(k[:, :, :1] + 1, v[:, :, :1])  # the fast path: same buffer
+        assert layer._kbuf is buf and torch.equal(got_k, torch.cat([k, k[:, :, :1] + 1], dim=2))
+        with pytest.raises(RuntimeError):
+            layer.update(k[:, :1, :1], v[:, :1, :1])  # 1 head into a 2-head layer
+        half_k, half_v = k[:, :, :1].double(), v[:, :, :1].double()
+        got_k, got_v = layer.update(half_k, half_v)
+        assert got_k.dtype == torch.float64 and layer._kbuf is not buf and got_k.shape[2] == 5
+        layer.crop(-3)  # keep the first 2 positions
+        got_k, _ = layer.update(half_k, half_v)
+        assert got_k.shape[2] == 3 and torch.equal(got_k[:, :, :2], k[:, :, :2].double())
+
+
 def test_colmajor_weights_same_model(tmp_path: Path) -> None:
     """``colmajor_weights``: same parameters and shapes, logits equal to 1e-5, loads and saves as usual."""
     from vidmusic_core.checkpoint import load_weights, save_weights
@@ -129,8 +152,9 @@ def test_colmajor_weights_same_model(tmp_path: Path) -> None:
 
 def test_packed_decode_kernels_equal_plain_step(monkeypatch) -> None:
     """``decode_kernels: packed``: the fused / prepacked single-token step gives the plain step's logits and
-    hidden (1e-5) at batch 1 (column-major copies) and batch 3 with a padded prompt (oneDNN prepacked, forced
-    here for tiny weights), follows in-place weight changes, and leaves the module state alone."""
+    hidden (1e-5) at batch 1 (column-major copies), batch 3 and 4 with a padded prompt (MKL-packed for that
+    batch size, forced here for tiny weights; the batch-4 pack replaces the batch-3 one) and batch 2 on oneDNN
+    (a torch without MKL's packed GEMM), follows in-place weight changes, and leaves the module state alone."""
     import copy
 
     import inspire_llm.decode as dk
@@ -138,14 +162,19 @@ def test_packed_decode_kernels_equal_plain_step(monkeypatch) -> None:
 
     with pytest.raises(ConfigError, match="decode_kernels"):
         InspireBackbone(InspireConfig(decode_kernels="fast"))
-    # the pinned torch build (CPU wheels on x86 and arm) ships oneDNN; without it `packed` would only fall back
+    # the pinned torch build (CPU wheels on x86 and arm) ships oneDNN and MKL on x86; without them `packed`
+    # would only fall back
     assert dk.onednn_linear_available(), "this torch build has no oneDNN prepacked linear (torch.ops.mkldnn)"
-    monkeypatch.setattr(dk, "ONEDNN_MIN_NUMEL", 0)  # tiny weights go to oneDNN too
+    assert dk.mkl_packed_available(), "this torch build has no MKL packed GEMM (torch.ops.mkl)"
+    monkeypatch.setattr(dk, "ONEDNN_MIN_NUMEL", 0)  # tiny weights go to the packed kernels too
     m, p = _model(decode_kernels="plain"), _model(decode_kernels="packed")
     assert m._pack.packs == {} and _model(decode_kernels="default").cfg.decode_kernels == "plain"
     assert list(p.state_dict()) == list(m.state_dict())
     p.load_state_dict(m.state_dict(), strict=True)
-    for B, variant in ((1, "colmajor"), (3, "onednn")):
+    seen = {}
+    for B, variant in ((1, "colmajor"), (3, "mkl3"), (4, "mkl4"), (2, "onednn")):
+        if variant == "onednn":
+            monkeypatch.setattr(dk, "MKL_BATCHES", range(0))  # as a torch without MKL
         P, steps = 6, 4
         x = torch.randn(B, P + steps, m.width)
         mask = torch.ones(B, P + steps, dtype=torch.bool)
@@ -166,9 +195,14 @@ def test_packed_decode_kernels_equal_plain_step(monkeypatch) -> None:
                 torch.testing.assert_close(b.logits, a.logits, atol=1e-5, rtol=1e-5)
                 torch.testing.assert_close(b.hidden, a.hidden, atol=1e-5, rtol=1e-5)
         assert variant in p._pack.packs
-    layers, dec = p._pack.packs["onednn"][1:3]
-    assert all(w[2] for w in layers[0]) and dec[2]  # oneDNN kernels were the ones used at batch 3
-    q = p._pack.packs["colmajor"][1][0][0][0]
+        seen[variant] = p._pack.packs[variant][1:3]
+    assert "mkl3" not in p._pack.packs and set(p._pack.packs) == {"colmajor", "mkl4", "onednn"}
+    for variant, kind in (("mkl4", "mkl"), ("onednn", "dnn")):
+        layers, dec = seen[variant]
+        assert all(w.kind == kind for w in layers[0]) and dec.kind == kind  # the packed kernels were used
+    with pytest.raises(ValueError, match="batch 4"):  # MKL's op would fall back to the stand-in: refused
+        dk.linear(torch.randn(3, m.width), seen["mkl4"][1])
+    q = seen["colmajor"][0][0][0].weight
     attn = m.qwen.layers[0].self_attn
     n_qkv = attn.q_proj.out_features + attn.k_proj.out_features + attn.v_proj.out_features
     assert q.shape == (n_qkv, m.width) and q.stride(0) == 1  # q/k/v fused, column-major
@@ -201,7 +235,7 @@ def test_auto_decode_kernels_default_and_silent_fallback() -> None:
         plain(BackboneInput(x[:, :6], ones[:, :6]), cp)
         got = a(BackboneInput(x[:, 6:], ones[:, 6:]), ca, logits_positions="last").logits
         want = plain(BackboneInput(x[:, 6:], ones[:, 6:]), cp, logits_positions="last").logits
-    assert "onednn" in a._pack.packs
+    assert "mkl2" in a._pack.packs
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     for dtype in ("fp32", "bf16"):
         for kern in ("auto", "packed"):

@@ -147,8 +147,9 @@ class InspireConfig:
     which hand-written single-token decode step replaces transformers' forward (:mod:`inspire_llm.decode`).
     ``auto``: the packed step wherever it applies (fp32 on a CPU with oneDNN, inference) — q/k/v and gate/up
     as one matrix product each, weights prepared for the batch size (batch 1: column-major copies; batch >= 2:
-    oneDNN prepacked copies), the same tokens as ``plain`` (logits to ~1e-6), at the cost of up to ~1.75x the
-    layers' weight memory in extra copies built on first use; elsewhere (GPU, bf16/fp16, autograd) the plain
+    MKL's packed GEMM format for that batch size, or oneDNN's prepacked format without MKL), fewer small ops
+    (fused RMSNorm, RoPE on q and k at once), the same tokens as ``plain`` (logits to ~1e-6), at the cost of
+    up to ~1.75x the layers' weight memory in extra copies built on first use; elsewhere (GPU, bf16/fp16, autograd) the plain
     step, silently. ``packed``: the same, but warns once when it falls back. ``plain``: the step over the
     model's own modules. Parameters, checkpoints and the prefill are unchanged.
     """

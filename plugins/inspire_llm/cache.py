@@ -37,6 +37,7 @@ class InPlaceLayer(DynamicLayer):
         self.max_capacity = max_capacity
         self._kbuf: Optional[Tensor] = None
         self._vbuf: Optional[Tensor] = None
+        self._views: Optional[tuple[Tensor, Tensor]] = None  # the keys / values this layer last set
 
     def _is_prefix(self, t: Tensor, buf: Optional[Tensor]) -> bool:
         return (buf is not None and t.dim() == 4 and t.data_ptr() == buf.data_ptr() and t.stride() == buf.stride()
@@ -51,8 +52,23 @@ class InPlaceLayer(DynamicLayer):
 
     def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
         if torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad):
-            self._kbuf = self._vbuf = None  # autograd: the plain concatenating layer
+            self._kbuf = self._vbuf = self._views = None  # autograd: the plain concatenating layer
             return super().update(key_states, value_states, *args, **kwargs)
+        views, kb, vb = self._views, self._kbuf, self._vbuf
+        ks, vs = key_states.shape, value_states.shape
+        if (views is not None and views[0] is self.keys and views[1] is self.values
+                and views[0].shape[2] + ks[2] <= kb.shape[2] and ks[:2] == kb.shape[:2] and ks[3] == kb.shape[3]
+                and vs[:3] == ks[:3] and vs[3] == vb.shape[3] and key_states.dtype == kb.dtype
+                and value_states.dtype == kb.dtype and key_states.device == kb.device == value_states.device):
+            # the common decode case, checked in O(1): keys / values are still the views this layer set (nothing
+            # replaced them), so they are its buffers' prefix, and the new states fit them exactly (copy_ would
+            # broadcast or cast a mismatch silently, hence the shape / dtype / device checks)
+            n, s = views[0].shape[2], ks[2]
+            kb[:, :, n:n + s].copy_(key_states)
+            vb[:, :, n:n + s].copy_(value_states)
+            self.keys, self.values = kb[:, :, :n + s], vb[:, :, :n + s]
+            self._views = (self.keys, self.values)
+            return self.keys, self.values
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         n = self.get_seq_length()
@@ -72,11 +88,12 @@ class InPlaceLayer(DynamicLayer):
         kb[:, :, n:n + s].copy_(key_states)
         vb[:, :, n:n + s].copy_(value_states)
         self.keys, self.values = kb[:, :, :n + s], vb[:, :, :n + s]
+        self._views = (self.keys, self.values)
         return self.keys, self.values
 
     def reset(self) -> None:
         super().reset()
-        self._kbuf = self._vbuf = None
+        self._kbuf = self._vbuf = self._views = None
 
 
 class InspireCache(DynamicCache):
