@@ -56,35 +56,31 @@ class InPlaceLayer(DynamicLayer):
             return super().update(key_states, value_states, *args, **kwargs)
         views, kb, vb = self._views, self._kbuf, self._vbuf
         ks, vs = key_states.shape, value_states.shape
+        s = ks[2]
         if (views is not None and views[0] is self.keys and views[1] is self.values
-                and views[0].shape[2] + ks[2] <= kb.shape[2] and ks[:2] == kb.shape[:2] and ks[3] == kb.shape[3]
+                and views[0].shape[2] + s <= kb.shape[2] and ks[:2] == kb.shape[:2] and ks[3] == kb.shape[3]
                 and vs[:3] == ks[:3] and vs[3] == vb.shape[3] and key_states.dtype == kb.dtype
                 and value_states.dtype == kb.dtype and key_states.device == kb.device == value_states.device):
             # the common decode case, checked in O(1): keys / values are still the views this layer set (nothing
             # replaced them), so they are its buffers' prefix, and the new states fit them exactly (copy_ would
             # broadcast or cast a mismatch silently, hence the shape / dtype / device checks)
-            n, s = views[0].shape[2], ks[2]
-            kb[:, :, n:n + s].copy_(key_states)
-            vb[:, :, n:n + s].copy_(value_states)
-            self.keys, self.values = kb[:, :, :n + s], vb[:, :, :n + s]
-            self._views = (self.keys, self.values)
-            return self.keys, self.values
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        n = self.get_seq_length()
-        B, H, s, hd = key_states.shape
-        kb, vb = self._kbuf, self._vbuf
-        fits = (n == 0 or (self._is_prefix(self.keys, kb) and self._is_prefix(self.values, vb)))
-        if not (fits and kb is not None and kb.shape[0] == B and kb.shape[1] == H and kb.shape[3] == hd
-                and vb.shape[3] == value_states.shape[3] and kb.dtype == key_states.dtype
-                and kb.device == key_states.device and n + s <= kb.shape[2]):
-            cap = self._capacity(n + s)
-            kb = key_states.new_empty(B, H, cap, hd)
-            vb = value_states.new_empty(B, value_states.shape[1], cap, value_states.shape[3])
-            if n:
-                kb[:, :, :n].copy_(self.keys)
-                vb[:, :, :n].copy_(self.values)
-            self._kbuf, self._vbuf = kb, vb
+            n = views[0].shape[2]
+        else:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = self.get_seq_length()
+            B, H, _, hd = ks
+            fits = (n == 0 or (self._is_prefix(self.keys, kb) and self._is_prefix(self.values, vb)))
+            if not (fits and kb is not None and kb.shape[0] == B and kb.shape[1] == H and kb.shape[3] == hd
+                    and vb.shape[3] == vs[3] and kb.dtype == key_states.dtype
+                    and kb.device == key_states.device and n + s <= kb.shape[2]):
+                cap = self._capacity(n + s)
+                kb = key_states.new_empty(B, H, cap, hd)
+                vb = value_states.new_empty(B, vs[1], cap, vs[3])
+                if n:
+                    kb[:, :, :n].copy_(self.keys)
+                    vb[:, :, :n].copy_(self.values)
+                self._kbuf, self._vbuf = kb, vb
         kb[:, :, n:n + s].copy_(key_states)
         vb[:, :, n:n + s].copy_(value_states)
         self.keys, self.values = kb[:, :, :n + s], vb[:, :, :n + s]
